@@ -1,0 +1,5 @@
+import sys
+
+from regsweep.cli import main
+
+sys.exit(main())

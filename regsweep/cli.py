@@ -1,0 +1,73 @@
+"""The `regsweep` command line. Every bad input exits 2 with a message, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any, Callable
+
+from regsweep._overrides import UsageError, parse_overrides
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def cmd_trial(args: argparse.Namespace) -> int:
+    """Run one trial in this process, without Ray."""
+    import trainables
+
+    spec = trainables.get_trainable(args.trainable)
+    config = parse_overrides(args.set)
+    for metrics in spec.run(config):
+        if args.json:
+            print(json.dumps({k: _json_safe(v) for k, v in metrics.items()}), flush=True)
+        else:
+            shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+            print(shown, flush=True)
+    return 0
+
+
+def _add_trial(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("trial", help="run one trial of a built-in trainable, without Ray")
+    p.add_argument("trainable", help="cnn or mlp")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config value (repeatable)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_trial)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="regsweep", description="Declarative regularization sweeps.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_trial(sub)
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Engine commands register themselves here; kept as a list so the CLI stays one small module.
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `regsweep` console script."""
+    import trainables
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, trainables.ConfigError, trainables.DatasetError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"regsweep: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("regsweep: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

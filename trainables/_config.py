@@ -1,0 +1,90 @@
+"""Trial configuration: one pydantic model per trainable, plain data with defaults.
+
+The engine validates every config a sweep can produce with these models before Ray starts,
+so every field states what is allowed.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Norm2d = Literal["none", "batch", "instance", "layer", "group"]
+Norm1d = Literal["none", "batch", "layer"]
+Rate = float  # annotated per field with ge/le below
+
+
+class TrainConfig(BaseModel):
+    """Keys every trainable accepts: data, optimisation, schedule, early stopping."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    dataset: Literal["digits", "mnist_5k", "fashion_mnist", "mnist"] = "digits"
+    data_dir: Optional[str] = None
+    val_fraction: float = Field(0.2, gt=0.0, lt=0.9)
+    seed: int = Field(0, ge=0)
+    epochs: int = Field(10, ge=1, le=10_000)
+    batch_size: int = Field(64, ge=1, le=65_536)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    schedule: Literal["none", "cosine", "exponential", "plateau"] = "none"
+    lr_decay: float = Field(0.95, gt=0.0, le=1.0, description="gamma of exponential, factor of plateau")
+    plateau_patience: int = Field(2, ge=0)
+    grad_clip: Optional[float] = Field(None, gt=0.0)
+    l1: float = Field(0.0, ge=0.0)
+    l2: float = Field(0.0, ge=0.0)
+    patience: Optional[int] = Field(None, ge=1, description="early stopping on val_loss")
+    eval_test: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Optional[int] = Field(None, ge=1)
+    bf16: bool = False
+
+
+class CNNConfig(TrainConfig):
+    """Conv -> Norm -> ReLU -> Dropout -> Pool blocks (seed 001), then a fully connected head."""
+
+    layers: int = Field(2, ge=1, le=8)
+    filters: int = Field(32, ge=1, le=1024)
+    width_growth: float = Field(2.0, ge=1.0, le=4.0)
+    kernel_size: Literal[1, 3, 5, 7] = 3
+    norm: Norm2d = "batch"
+    norm_groups: int = Field(4, ge=1)
+    norm_position: Literal["before_act", "after_act"] = "before_act"
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    dropout_kind: Literal["dropout", "dropout2d"] = "dropout2d"
+    pooling: bool = True
+    pool_every: int = Field(1, ge=1, le=8)
+    fc_units: list[int] = Field(default_factory=lambda: [128])
+    fc_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class MLPConfig(TrainConfig):
+    """Flattened inputs through dense layers; per-layer dropout and optional residuals (seed 002/004)."""
+
+    hidden: list[int] = Field(default_factory=lambda: [256, 128])
+    dropout: Union[float, list[float]] = 0.0
+    norm: Norm1d = "none"
+    norm_position: Literal["before_act", "after_act"] = "before_act"
+    residual: bool = False
+
+    @model_validator(mode="after")
+    def _check_lists(self) -> "MLPConfig":
+        if not self.hidden or any(w < 1 for w in self.hidden):
+            raise ValueError(f"hidden must be a non-empty list of positive widths, given {self.hidden}")
+        rates = self.dropout if isinstance(self.dropout, list) else [self.dropout]
+        if any(not 0.0 <= r < 1.0 for r in rates):
+            raise ValueError(f"dropout rates must be in [0, 1), given {self.dropout}")
+        if isinstance(self.dropout, list) and len(self.dropout) != len(self.hidden):
+            raise ValueError(
+                f"dropout list has {len(self.dropout)} rates for {len(self.hidden)} hidden layers"
+            )
+        return self
+
+    def dropout_rates(self) -> list[float]:
+        """One dropout rate per hidden layer."""
+        if isinstance(self.dropout, list):
+            return list(self.dropout)
+        return [self.dropout] * len(self.hidden)

@@ -1,0 +1,107 @@
+"""The built-in trainables by name, and the checks the engine runs before a sweep starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from pydantic import ValidationError
+
+from trainables._config import CNNConfig, MLPConfig, TrainConfig
+from trainables._problems import Problem, problems_from_validation_error
+from trainables.data import load_dataset
+from trainables.loop import Trial
+from trainables.models import InvalidModelConfig, check_buildable
+
+# Image shape and classes per dataset, so checks need no data on disk.
+DATASET_SHAPES = {
+    "digits": ((1, 8, 8), 10),
+    "mnist_5k": ((1, 28, 28), 10),
+    "fashion_mnist": ((1, 28, 28), 10),
+    "mnist": ((1, 28, 28), 10),
+}
+
+
+class ConfigError(ValueError):
+    """A config with problems; `problems` lists each one."""
+
+    def __init__(self, problems: list[Problem]):
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class TrainableSpec:
+    """A built-in trainable: its config model and how to make a Trial of it."""
+
+    name: str
+    config_model: type[TrainConfig]
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.config_model.model_fields)
+
+    def check(self, config: dict[str, Any]) -> list[Problem]:
+        """Every problem in `config`, including configs that cannot build a model."""
+        try:
+            cfg = self.config_model.model_validate(config)
+        except ValidationError as exc:
+            return problems_from_validation_error(exc, {"": self.keys})
+        shape, classes = DATASET_SHAPES[cfg.dataset]
+        try:
+            check_buildable(cfg, shape, classes)
+        except InvalidModelConfig as exc:
+            return [Problem(exc.key, config.get(exc.key, getattr(cfg, exc.key, None)), exc.message)]
+        return []
+
+    def parse(self, config: dict[str, Any]) -> TrainConfig:
+        """The validated config; raises ConfigError listing every problem."""
+        problems = self.check(config)
+        if problems:
+            raise ConfigError(problems)
+        return self.config_model.model_validate(config)
+
+    def make_trial(self, config: dict[str, Any]) -> Trial:
+        return Trial(self.parse(config))
+
+    def run(self, config: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Yield each epoch's metrics; the last one also carries the trial's summary."""
+        trial = self.make_trial(config)
+        previous = None
+        for metrics in trial.epochs():
+            if previous is not None:
+                yield previous
+            previous = metrics
+        yield {**(previous or {}), **trial.summary(), "done": True}
+
+
+TRAINABLES: dict[str, TrainableSpec] = {
+    "cnn": TrainableSpec("cnn", CNNConfig),
+    "mlp": TrainableSpec("mlp", MLPConfig),
+}
+
+
+def get_trainable(name: str) -> TrainableSpec:
+    """The built-in trainable called `name`."""
+    try:
+        return TRAINABLES[name]
+    except KeyError:
+        raise KeyError(f"unknown trainable {name!r}; built-in: {', '.join(TRAINABLES)}") from None
+
+
+def cnn(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The CNN trainable as a plain function of `config` (Ray Tune style)."""
+    return TRAINABLES["cnn"].run(config)
+
+
+def mlp(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The MLP trainable as a plain function of `config`."""
+    return TRAINABLES["mlp"].run(config)
+
+
+def dataset_shape(name: str) -> tuple[tuple[int, ...], int]:
+    """(image shape, classes) of a dataset, loading it only when it is not a known one."""
+    if name in DATASET_SHAPES:
+        return DATASET_SHAPES[name]
+    data = load_dataset(name)
+    return data.image_shape, data.num_classes

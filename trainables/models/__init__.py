@@ -1,0 +1,48 @@
+"""Models: the configurable CNN and MLP of the seed journals."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from trainables._config import CNNConfig, MLPConfig, TrainConfig
+from trainables.models._cnn import InvalidModelConfig, block_widths, build_cnn
+from trainables.models._mlp import DenseBlock, build_mlp
+
+
+def build_model(cfg: TrainConfig, image_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Build the model a config describes (CNNConfig or MLPConfig)."""
+    if isinstance(cfg, CNNConfig):
+        return build_cnn(cfg, image_shape, num_classes)
+    if isinstance(cfg, MLPConfig):
+        return build_mlp(cfg, image_shape, num_classes)
+    raise TypeError(f"no model for config type {type(cfg).__name__}")
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def check_buildable(cfg: TrainConfig, image_shape: tuple[int, ...], num_classes: int) -> int:
+    """Build the model on the meta device and run a forward pass there: no memory, no compute.
+
+    Returns the parameter count; raises InvalidModelConfig for configs that cannot work.
+    """
+    with torch.device("meta"):
+        model = build_model(cfg, image_shape, num_classes)
+        try:
+            model(torch.empty(2, *image_shape))
+        except RuntimeError as exc:
+            raise InvalidModelConfig("model", f"forward pass fails: {exc}") from None
+    return count_parameters(model)
+
+
+__all__ = [
+    "DenseBlock",
+    "InvalidModelConfig",
+    "block_widths",
+    "build_model",
+    "check_buildable",
+    "count_parameters",
+]
