@@ -49,20 +49,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Engine commands register themselves here; kept as a list so the CLI stays one small module.
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+def _register_engine(sub: argparse._SubParsersAction) -> None:
+    from regsweep._commands import register
+
+    register(sub)
+
+
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_engine]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `regsweep` console script."""
     import trainables
+    from regsweep._spec import SpecError
+    from regsweep._sweep import SweepStateError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, trainables.ConfigError, trainables.DatasetError, KeyError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"regsweep: {message}", file=sys.stderr)
+    except (UsageError, SpecError, SweepStateError, trainables.ConfigError, trainables.DatasetError) as exc:
+        print(f"regsweep: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("regsweep: interrupted", file=sys.stderr)

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 from pydantic import ValidationError
 
 from trainables._config import CNNConfig, MLPConfig, TrainConfig
-from trainables._problems import Problem, problems_from_validation_error
+from trainables._problems import Problem, did_you_mean, problems_from_validation_error
 from trainables.data import load_dataset
 from trainables.loop import Trial
 from trainables.models import InvalidModelConfig, check_buildable
@@ -83,10 +83,10 @@ TRAINABLES: dict[str, TrainableSpec] = {
 
 def get_trainable(name: str) -> TrainableSpec:
     """The built-in trainable called `name`."""
-    try:
-        return TRAINABLES[name]
-    except KeyError:
-        raise KeyError(f"unknown trainable {name!r}; built-in: {', '.join(TRAINABLES)}") from None
+    if name not in TRAINABLES:
+        allowed = f"built-in: {', '.join(TRAINABLES)}{did_you_mean(name, TRAINABLES)}"
+        raise ConfigError([Problem("trainable", name, allowed)])
+    return TRAINABLES[name]
 
 
 def cnn(config: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -1,0 +1,223 @@
+"""Running a sweep end to end: stages (search, then confirm), the sweep's state file, resume, list."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from regsweep._results import JOURNAL_FILE, compact, read_journal
+from regsweep._space import grid_points, random_points
+from regsweep._validate import Sweep, load_sweep
+
+STATE_FILE = "sweep.json"
+DEFAULT_RESULTS = "results"
+
+
+class SweepStateError(ValueError):
+    """A sweep that cannot be started or resumed as asked; the message says what to do."""
+
+
+@dataclass
+class SweepPaths:
+    """Local folder (journal, state) and storage root (Tune's experiments, the Parquet table)."""
+
+    local: Path
+    storage: str
+
+    @classmethod
+    def for_sweep(cls, name: str, results_root: str | os.PathLike, storage: str | None) -> "SweepPaths":
+        local = (Path(results_root) / name).absolute()
+        return cls(local, f"{storage.rstrip('/')}/{name}" if storage else str(local))
+
+    @property
+    def journal(self) -> Path:
+        return self.local / JOURNAL_FILE
+
+    @property
+    def state(self) -> Path:
+        return self.local / STATE_FILE
+
+
+def sweep_name(sweep: Sweep) -> str:
+    """Smoke runs keep their own results so they never overwrite a real sweep."""
+    return f"{sweep.spec.name}-smoke" if sweep.smoke else sweep.spec.name
+
+
+def _write_state(paths: SweepPaths, state: dict[str, Any]) -> None:
+    state["updated_at"] = time.time()
+    temporary = paths.state.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state, indent=2, default=str))
+    os.replace(temporary, paths.state)
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def _pid_alive(pid: int, host: str) -> bool:
+    if host != socket.gethostname():
+        return True  # another machine's driver: assume it is still going
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_status(state: dict[str, Any]) -> str:
+    """finished, running, or interrupted (its driver is gone)."""
+    if state.get("status") == "running" and not _pid_alive(state.get("pid", -1), state.get("host", "")):
+        return "interrupted"
+    return state.get("status", "unknown")
+
+
+def _stage_points(sweep: Sweep) -> list[dict[str, Any]] | None:
+    """Explicit points for grid and random search, each with every seed; None for Optuna."""
+    spec = sweep.spec
+    if spec.search.algorithm == "grid":
+        base = grid_points(sweep.space)
+    elif spec.search.algorithm == "random":
+        base = random_points(sweep.space, spec.search.num_samples, spec.search.seed)
+    else:
+        return None
+    return [{**point, "seed": seed} for point in base for seed in range(spec.seeds)]
+
+
+def needs_confirm(sweep: Sweep) -> bool:
+    """Optuna searches with one seed; with seeds > 1 a confirm stage re-runs the top-k with all seeds."""
+    return sweep.spec.search.algorithm == "optuna" and sweep.spec.seeds > 1
+
+
+def top_configs(frame: pd.DataFrame, sweep: Sweep, stage: str = "search") -> list[dict[str, Any]]:
+    """The top-k configurations of a stage by their final metric, preferring full-budget trials."""
+    spec = sweep.spec
+    rows = frame[(frame["stage"] == stage) & frame[spec.metric].notna()] if spec.metric in frame else frame.iloc[0:0]
+    if rows.empty:
+        return []
+    last = rows.sort_values("epoch").groupby("trial_id").tail(1)
+    full = last[last["epoch"] >= sweep.epochs]
+    ranked = (full if not full.empty else last).sort_values(spec.metric, ascending=spec.mode == "min")
+    ranked = ranked.drop_duplicates("config_id").head(spec.search.confirm_top_k)
+    configs = []
+    for _, row in ranked.iterrows():
+        params = {}
+        for column in ranked.columns:
+            if column.startswith("config/") and pd.notna(row[column]):
+                value = row[column]
+                params[column[len("config/"):]] = json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
+        configs.append(params)
+    return configs
+
+
+def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[str, Any]] | None,
+               restore: bool) -> None:
+    from regsweep import _tune
+
+    _tune.ensure_ray()
+    callback = _tune.JournalCallback(paths.journal, stage, sweep.space, sweep.epochs)
+    if restore and _tune.stage_exists(paths.storage, stage):
+        tuner = _tune.restore_tuner(sweep, stage, paths.storage)
+    else:
+        tuner = _tune.build_tuner(sweep, stage, paths.storage, callback, points)
+    tuner.fit()
+
+
+def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: bool,
+            on_stage: Callable[[str, int | None], None] | None = None) -> pd.DataFrame:
+    """Run (or finish) every stage of the sweep, keeping the state file current."""
+    stages = state.setdefault("stages", {})
+    if stages.get("search") != "finished":
+        points = _stage_points(sweep)
+        if on_stage:
+            on_stage("search", len(points) if points is not None else sweep.spec.search.num_samples)
+        _run_stage(sweep, paths, "search", points, restore)
+        stages["search"] = "finished"
+        _write_state(paths, state)
+    frame = compact(paths.journal, paths.storage)
+    if needs_confirm(sweep) and stages.get("confirm") != "finished":
+        if "confirm_configs" not in state:
+            state["confirm_configs"] = top_configs(frame, sweep)
+            _write_state(paths, state)
+        points = [{**params, "seed": seed} for params in state["confirm_configs"] for seed in range(sweep.spec.seeds)]
+        if points:
+            if on_stage:
+                on_stage("confirm", len(points))
+            _run_stage(sweep, paths, "confirm", points, restore)
+        stages["confirm"] = "finished"
+        _write_state(paths, state)
+        frame = compact(paths.journal, paths.storage)
+    state["status"] = "finished"
+    _write_state(paths, state)
+    return frame
+
+
+def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str | None = None,
+                fresh: bool = False, on_stage: Callable[[str, int | None], None] | None = None) -> pd.DataFrame:
+    """Run a validated sweep from the start. Refuses to overwrite an existing sweep unless `fresh`."""
+    name = sweep_name(sweep)
+    paths = SweepPaths.for_sweep(name, results_root, storage or sweep.spec.resources.storage)
+    if paths.local.exists():
+        if not fresh:
+            status = sweep_status(read_state(paths.state)) if paths.state.exists() else "unknown"
+            hint = f"`regsweep resume {name}` to continue it, or " if status == "interrupted" else ""
+            raise SweepStateError(f"results/{name} already exists ({status}); use {hint}--fresh to start over")
+        shutil.rmtree(paths.local)
+        if paths.storage != str(paths.local) and "://" not in paths.storage:
+            shutil.rmtree(paths.storage, ignore_errors=True)
+    paths.local.mkdir(parents=True)
+    state = {
+        "name": name, "spec_path": str(sweep.spec_path), "spec_text": sweep.spec_text, "spec_hash": sweep.spec_hash,
+        "overrides": sweep.overrides, "smoke": sweep.smoke, "storage": paths.storage, "status": "running",
+        "pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time(), "argv": sys.argv,
+    }
+    (paths.local / "spec.yaml").write_text(sweep.spec_text)
+    _write_state(paths, state)
+    return execute(sweep, paths, state, restore=False, on_stage=on_stage)
+
+
+def resume_sweep(name: str, results_root: str = DEFAULT_RESULTS,
+                 on_stage: Callable[[str, int | None], None] | None = None) -> tuple[Sweep, pd.DataFrame]:
+    """Continue an interrupted sweep through Tuner.restore; finished trials are not rerun."""
+    local = (Path(results_root) / name).absolute()
+    if not (local / STATE_FILE).exists():
+        known = ", ".join(sorted(p.name for p in Path(results_root).glob("*") if (p / STATE_FILE).exists()))
+        raise SweepStateError(f"no sweep called {name!r} in {results_root}/; known: {known or 'none'}")
+    state = read_state(local / STATE_FILE)
+    status = sweep_status(state)
+    if status == "running":
+        raise SweepStateError(f"sweep {name} is still running (pid {state['pid']})")
+    original = Path(state["spec_path"])
+    unchanged = original.exists() and original.read_text() == state["spec_text"]
+    sweep = load_sweep(original if unchanged else local / "spec.yaml", state.get("overrides") or {},
+                       smoke=state.get("smoke", False))
+    paths = SweepPaths(local, state["storage"])
+    if status == "finished":
+        return sweep, compact(paths.journal, paths.storage)
+    state.update(status="running", pid=os.getpid(), host=socket.gethostname(), resumed_at=time.time())
+    _write_state(paths, state)
+    return sweep, execute(sweep, paths, state, restore=True, on_stage=on_stage)
+
+
+def list_sweeps(results_root: str = DEFAULT_RESULTS) -> list[dict[str, Any]]:
+    """Every sweep under the results folder with its state and trial counts."""
+    rows = []
+    for state_path in sorted(Path(results_root).glob(f"*/{STATE_FILE}")):
+        state = read_state(state_path)
+        ends = [r for r in read_journal(state_path.parent / JOURNAL_FILE) if r.get("kind") == "end"]
+        counts: dict[str, int] = {}
+        for end in ends:
+            counts[end["status"]] = counts.get(end["status"], 0) + 1
+        rows.append({"name": state["name"], "status": sweep_status(state), "trials": len(ends), **counts,
+                     "started_at": state.get("started_at"), "spec": state.get("spec_path")})
+    return rows

@@ -1,0 +1,218 @@
+"""Ray Tune glue: the function trainable that wraps a regsweep trainable, the callback that
+journals every result on the driver, and building, running or restoring one stage's Tuner."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+# Diverged epochs carry no validation metric; Tune must accept that instead of failing the trial.
+os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "4")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
+from ray.tune.search import ConcurrencyLimiter  # noqa: E402
+from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+
+from regsweep._results import Journal  # noqa: E402
+from regsweep._space import OptunaDefineByRun, config_id, decode_point  # noqa: E402
+from regsweep._validate import Sweep, load_user_trainable  # noqa: E402
+
+CHECKPOINT_FILE = "trial.pt"
+# Driver-side listeners of finished trials (the progress display). Kept out of the callback so a
+# callback unpickled by Tuner.restore reaches the display of the process that resumed it.
+_LISTENERS: list[Callable[[dict[str, Any]], None]] = []
+
+
+def set_trial_listener(listener: Callable[[dict[str, Any]], None] | None) -> None:
+    """Call `listener` with each finished trial's record (None removes it)."""
+    _LISTENERS.clear()
+    if listener is not None:
+        _LISTENERS.append(listener)
+_RESERVED = {"config_id", "point"}
+
+
+@dataclass(frozen=True)
+class TrialPayload:
+    """What every trial of a stage shares, shipped once to the workers."""
+
+    trainable: str
+    fixed: dict[str, Any]
+    space: dict[str, Any]
+    threads: int
+
+
+def trial_params(config: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
+    """The searched parameters and seed of a trial, from its Tune config (grid stages nest them)."""
+    params = config["point"] if "point" in config else config
+    return decode_point({k: v for k, v in params.items() if k not in _RESERVED}, space)
+
+
+def run_trial(config: dict[str, Any], payload: TrialPayload) -> None:
+    """The Ray Tune function trainable: one epoch per report, a checkpoint with every report."""
+    params = trial_params(config, payload.space)
+    full = {**payload.fixed, **params}
+    if payload.trainable.count(":") == 1:
+        for metrics in load_user_trainable(payload.trainable)(full):
+            tune.report(dict(metrics))
+        return
+    import trainables
+
+    spec = trainables.get_trainable(payload.trainable)
+    full.setdefault("threads", payload.threads)
+    trial = spec.make_trial(full)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            trial.load(os.path.join(folder, CHECKPOINT_FILE))
+    while not trial.finished:
+        metrics = trial.run_epoch()
+        if trial.finished:
+            metrics.update(trial.summary())
+        with tempfile.TemporaryDirectory() as folder:
+            trial.save(os.path.join(folder, CHECKPOINT_FILE))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+class JournalCallback(tune.Callback):
+    """Driver-side: journals each result before Tune snapshots the experiment, so a resumed trial
+    can only repeat epochs (deduplicated later), never skip them. Holds no open state when pickled."""
+
+    def __init__(self, journal_path: Path, stage: str, space: dict[str, Any], epochs: int):
+        self.journal = Journal(journal_path)
+        self.stage, self.space, self.epochs = stage, space, epochs
+        self._last: dict[str, dict[str, Any]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_last": {}}
+
+    def _base(self, trial: Any) -> dict[str, Any]:
+        params = trial_params(trial.config, self.space)
+        row = {"stage": self.stage, "trial_id": trial.trial_id, "config_id": config_id(params),
+               "seed": params.get("seed"), "trial_name": str(trial)}
+        row.update({f"config/{k}": v for k, v in params.items() if k != "seed"})
+        return row
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        metrics = {k: v for k, v in result.items() if k not in ("config", "done", "trial_id", "date",
+                   "timestamp", "pid", "node_ip", "checkpoint_dir_name", "should_checkpoint",
+                   "iterations_since_restore", "time_since_restore")}
+        metrics.setdefault("epoch", result.get("training_iteration"))
+        metrics.pop("status", None)
+        row = {**self._base(trial), **metrics, "kind": "epoch", "reported_at": time.time()}
+        self._last[trial.trial_id] = result
+        self.journal.write(row)
+
+    def _end(self, trial: Any, status: str, stopped_by: str, error: str | None = None) -> None:
+        last = self._last.pop(trial.trial_id, None) or trial.last_result or {}
+        record = {**self._base(trial), "kind": "end", "status": status, "stopped_by": stopped_by, "error": error}
+        for key in ("params", "best_epoch", "best_val_loss", "best_val_acc", "test_loss", "test_acc", "epochs_trained"):
+            if key in last:
+                record[key] = last[key]
+        if "epochs_trained" not in record and last:
+            record["epochs_trained"] = last.get("epoch", last.get("training_iteration"))
+        self.journal.write(record)
+        for listener in _LISTENERS:
+            listener({**record, "metrics": last})
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        last = self._last.get(trial.trial_id) or trial.last_result or {}
+        status = last.get("status")
+        if status in ("completed", "stopped_early", "diverged"):
+            self._end(trial, status, last.get("stopped_by") or status)
+        elif last.get("done") or last.get("training_iteration", 0) >= self.epochs:
+            self._end(trial, "completed", "completed")
+        else:
+            # Ended by the scheduler before its budget: an ASHA rung (or the time budget).
+            self._end(trial, "stopped_early", f"asha@{last.get('training_iteration', 0)}")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        error = trial.get_error()
+        message = str(error).strip().splitlines()[-1] if error else "unknown error"
+        self._end(trial, "error", "error", message)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.journal.close()
+
+
+def ensure_ray() -> None:
+    """Join the cluster in RAY_ADDRESS, or start a quiet local Ray."""
+    if ray.is_initialized():
+        return
+    options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
+    if not os.environ.get("RAY_ADDRESS"):
+        options["include_dashboard"] = False
+    ray.init(**options)
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    logging.getLogger("ray.train").setLevel(logging.ERROR)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _trial_name(trial: Any) -> str:
+    params = trial_params(trial.config, {})
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())[:120]
+
+
+def build_tuner(sweep: Sweep, stage: str, storage: str, callback: JournalCallback,
+                points: list[dict[str, Any]] | None) -> tune.Tuner:
+    """A Tuner for one stage: a list of points (grid, random, confirm) or Optuna's TPE search."""
+    spec = sweep.spec
+    payload = TrialPayload(spec.trainable, sweep.fixed, sweep.space, max(1, int(spec.resources.cpu)))
+    trainable = tune.with_resources(tune.with_parameters(run_trial, payload=payload),
+                                    {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    if points is not None:
+        search_alg, num_samples = None, 1
+        param_space = {"point": tune.grid_search(points)}
+    else:
+        import optuna
+
+        define = OptunaDefineByRun(sweep.space, {"seed": 0})
+        sampler = optuna.samplers.TPESampler(seed=spec.search.seed)
+        search_alg = OptunaSearch(space=define, metric=spec.metric, mode=spec.mode, sampler=sampler)
+        if spec.search.max_concurrent:
+            search_alg = ConcurrencyLimiter(search_alg, max_concurrent=spec.search.max_concurrent)
+        num_samples, param_space = spec.search.num_samples, None
+    use_asha = spec.scheduler.type == "asha" and stage == "search"
+    scheduler = ASHAScheduler(max_t=sweep.epochs, grace_period=spec.scheduler.grace_period,
+                              reduction_factor=spec.scheduler.reduction_factor) if use_asha else FIFOScheduler()
+    tune_config = tune.TuneConfig(
+        metric=spec.metric, mode=spec.mode, search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
+        max_concurrent_trials=spec.search.max_concurrent if points is not None else None,
+        time_budget_s=spec.resources.time_budget_s, reuse_actors=True, trial_name_creator=_trial_name,
+        trial_dirname_creator=lambda trial: trial.trial_id,
+    )
+    storage_path = storage if "://" in storage else os.path.abspath(storage)
+    run_config = tune.RunConfig(
+        name=stage, storage_path=storage_path, verbose=0, callbacks=[callback],
+        failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+    )
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+
+def restore_tuner(sweep: Sweep, stage: str, storage: str) -> tune.Tuner:
+    """Reopen an interrupted stage: finished trials stay finished, unfinished ones resume from
+    their last checkpoint, errored ones are not rerun."""
+    spec = sweep.spec
+    payload = TrialPayload(spec.trainable, sweep.fixed, sweep.space, max(1, int(spec.resources.cpu)))
+    trainable = tune.with_resources(tune.with_parameters(run_trial, payload=payload),
+                                    {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    path = f"{storage.rstrip('/')}/{stage}" if "://" in storage else os.path.join(os.path.abspath(storage), stage)
+    return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
+                              restart_errored=False)
+
+
+def stage_exists(storage: str, stage: str) -> bool:
+    """Whether Tune has saved state for this stage."""
+    path = f"{storage.rstrip('/')}/{stage}" if "://" in storage else os.path.join(os.path.abspath(storage), stage)
+    return tune.Tuner.can_restore(path)

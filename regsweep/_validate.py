@@ -1,0 +1,182 @@
+"""Everything checked before Ray starts: the schema, the search space against the algorithm,
+and every config the sweep can produce against its trainable (models built on the meta device)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import trainables
+from regsweep._overrides import set_dotted
+from regsweep._space import FINITE, Space, corner_points, grid_points
+from regsweep._spec import SpecError, SweepSpec, load_space_files, parse_spec, read_yaml
+from trainables import Problem, did_you_mean
+from trainables.data import DATASETS
+
+# Metrics the built-in trainables report per epoch or at the end.
+BUILTIN_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "gap", "best_val_acc",
+                   "best_val_loss", "test_acc", "test_loss")
+SMOKE_EPOCHS = 3
+SMOKE_SAMPLES = 4
+
+
+@dataclass
+class Sweep:
+    """A validated sweep, ready to run: the spec with overrides and smoke applied, its space,
+    the config every trial shares, and where the spec came from."""
+
+    spec: SweepSpec
+    space: Space
+    fixed: dict[str, Any]
+    spec_path: Path
+    spec_text: str
+    smoke: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec_hash(self) -> str:
+        return hashlib.sha256(self.spec_text.encode()).hexdigest()[:16]
+
+    @property
+    def epochs(self) -> int:
+        return int(self.fixed.get("epochs", trainables.TrainConfig.model_fields["epochs"].default))
+
+    @property
+    def builtin(self) -> bool:
+        return self.spec.trainable in trainables.TRAINABLES
+
+
+def load_user_trainable(ref: str) -> Callable[[dict[str, Any]], Any]:
+    """Import 'package.module:function'; raises ValueError with what went wrong."""
+    module_name, _, attr = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import failure is a config problem here
+        raise ValueError(f"cannot import {module_name!r}: {exc}") from None
+    function = getattr(module, attr, None)
+    if not callable(function):
+        raise ValueError(f"{module_name!r} has no function {attr!r}")
+    return function
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    raw = copy.deepcopy(raw)
+    for key, value in overrides.items():
+        if key.split(".")[0] in SweepSpec.model_fields:
+            set_dotted(raw, key, value)
+        else:
+            raw.setdefault("fixed", {})[key] = value
+    return raw
+
+
+def _check_space(spec: SweepSpec, space: Space, source: str) -> list[Problem]:
+    problems = []
+    algorithm = spec.search.algorithm
+    seen: list[str] = []
+    for name, dist in space.items():
+        key = f"search_space.{name}"
+        if algorithm == "grid" and dist.kind not in FINITE:
+            problems.append(Problem(key, {dist.kind: dist.args}, "grid search runs every point and needs a finite "
+                                    "list: use {grid: [...]} or search.algorithm: random or optuna", source))
+        if algorithm == "optuna" and dist.kind == "grid":
+            problems.append(Problem(key, {"grid": dist.args}, "optuna cannot run a grid: use {choice: [...]} or "
+                                    "search.algorithm: grid", source))
+        for cond_key, cond_value in (dist.when or {}).items():
+            if cond_key not in seen:
+                problems.append(Problem(f"{key}.when.{cond_key}", cond_value, "a condition must refer to a parameter "
+                                        f"defined before {name}{did_you_mean(cond_key, seen)}; defined: {', '.join(seen) or 'none'}", source))
+                continue
+            possible = space[cond_key].args if space[cond_key].kind in FINITE else None
+            wanted = cond_value if isinstance(cond_value, list) else [cond_value]
+            if possible is not None and not set(map(repr, wanted)) <= set(map(repr, possible)):
+                problems.append(Problem(f"{key}.when.{cond_key}", cond_value, f"{cond_key} never takes this value; "
+                                        f"it takes {possible}{did_you_mean(wanted[0], possible)}", source))
+        seen.append(name)
+    return problems
+
+
+def _check_configs(sweep: Sweep, source: str) -> list[Problem]:
+    spec = sweep.spec
+    trainable = trainables.TRAINABLES[spec.trainable]
+    points = grid_points(sweep.space) if spec.search.algorithm == "grid" else corner_points(sweep.space)
+    problems: dict[tuple[str, str], Problem] = {}
+    checked: set[str] = set()
+    for point in points or [{}]:
+        for seed in range(spec.seeds):
+            config = {**sweep.fixed, **point, "seed": seed}
+            signature = repr(sorted(config.items(), key=lambda kv: kv[0]))
+            if signature in checked:
+                continue
+            checked.add(signature)
+            for problem in trainable.check(config):
+                head = problem.key.split(".")[0]
+                if head in sweep.space:
+                    prefix = "search_space"
+                elif head == "dataset" and "dataset" not in spec.fixed:
+                    prefix = ""
+                else:
+                    prefix = "fixed"
+                located = problem.located(source, prefix)
+                if point and head not in sweep.space and problem.allowed.startswith(("pooling", "forward")):
+                    located = Problem(located.key, located.given, f"{located.allowed} (at {point})", source)
+                problems.setdefault((located.key, located.allowed), located)
+            if len(checked) > 2000:
+                break
+    return list(problems.values())
+
+
+def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke: bool = False) -> Sweep:
+    """Read, validate and resolve a sweep file. Raises SpecError listing every problem found."""
+    spec_path = Path(path)
+    source = str(spec_path)
+    raw = read_yaml(spec_path)
+    overrides = overrides or {}
+    if isinstance(raw, dict):
+        raw = _apply_overrides(raw, overrides)
+    spec = parse_spec(raw, source)
+    problems: list[Problem] = []
+
+    if isinstance(spec.search_space, list):
+        space = load_space_files(spec.search_space, spec_path)
+    else:
+        space = dict(spec.search_space)
+
+    if smoke:
+        spec.dataset = "digits"
+        spec.search.num_samples = min(spec.search.num_samples, SMOKE_SAMPLES)
+    fixed = dict(spec.fixed)
+    if spec.dataset is not None:
+        fixed["dataset"] = spec.dataset
+    if smoke:
+        fixed.pop("data_dir", None)
+        fixed["epochs"] = min(int(fixed.get("epochs", SMOKE_EPOCHS)), SMOKE_EPOCHS)
+    sweep = Sweep(spec, space, fixed, spec_path, spec_path.read_text(encoding="utf-8"), smoke, overrides)
+
+    if spec.trainable in trainables.TRAINABLES:
+        if spec.dataset is not None and spec.dataset not in DATASETS:
+            problems.append(Problem("dataset", spec.dataset, f"allowed: {', '.join(DATASETS)}{did_you_mean(spec.dataset, DATASETS)}", source))
+        if spec.metric not in BUILTIN_METRICS:
+            problems.append(Problem("metric", spec.metric, f"allowed: {', '.join(BUILTIN_METRICS)}{did_you_mean(spec.metric, BUILTIN_METRICS)}", source))
+    elif ":" in spec.trainable:
+        try:
+            load_user_trainable(spec.trainable)
+        except ValueError as exc:
+            problems.append(Problem("trainable", spec.trainable, str(exc), source))
+    else:
+        names = list(trainables.TRAINABLES)
+        problems.append(Problem("trainable", spec.trainable, f"allowed: {', '.join(names)} or package.module:function"
+                                f"{did_you_mean(spec.trainable, names)}", source))
+
+    problems += _check_space(spec, space, source)
+    if spec.scheduler.type == "asha" and spec.scheduler.grace_period > sweep.epochs:
+        problems.append(Problem("scheduler.grace_period", spec.scheduler.grace_period,
+                                f"must be at most the epoch budget ({sweep.epochs})", source))
+    if not problems and sweep.builtin:
+        problems += _check_configs(sweep, source)
+    if problems:
+        raise SpecError(problems)
+    return sweep
