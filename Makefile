@@ -2,8 +2,10 @@
 PYTHON ?= python3
 REGSWEEP ?= $(PYTHON) -m regsweep
 SMOKE_FLAG = $(if $(filter 1 true yes,$(SMOKE)),--smoke,)
+RESULTS ?= results
+SWEEPS = dropout norm depth pooling interactions regularizers combined
 
-.PHONY: install test bench bench-quick
+.PHONY: install test bench bench-quick $(addprefix sweep-,$(SWEEPS)) validate-sweeps
 
 # torch first: 2.13.0 comes from local disk here; a user's own (CUDA) build is kept as it is.
 install:
@@ -18,3 +20,10 @@ bench:
 
 bench-quick:
 	$(PYTHON) bench/epoch_throughput.py --quick
+
+# One target per study in the seed journals: `make sweep-norm`, `SMOKE=1 make sweep-norm`, ...
+$(addprefix sweep-,$(SWEEPS)): sweep-%:
+	$(REGSWEEP) run sweeps/$*.yaml $(SMOKE_FLAG) --fresh --results $(RESULTS)
+
+validate-sweeps:
+	for spec in sweeps/*.yaml; do $(REGSWEEP) validate $$spec || exit 1; done

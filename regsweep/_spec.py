@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -87,7 +87,8 @@ class SweepSpec(_Strict):
     trainable: str
     dataset: Optional[str] = None
     fixed: dict[str, Any] = Field(default_factory=dict)
-    search_space: Union[dict[str, Distribution], list[str]]
+    # Checked by parse_spec, so errors point at search_space.<param> rather than at a Union branch.
+    search_space: Any
     search: SearchSettings = Field(default_factory=SearchSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     seeds: int = Field(1, ge=1, le=100)
@@ -126,23 +127,36 @@ def read_yaml(path: Path) -> Any:
         raise SpecError([Problem("", "invalid YAML", str(exc).replace("\n", " "), str(path))]) from None
 
 
-def _space_fields(prefix: str, data: Any) -> dict[str, list[str]]:
-    fields = {}
-    if isinstance(data, dict):
-        for param in data:
-            fields[f"{prefix}{param}"] = list(Distribution.model_fields)
-    return fields
-
-
 def parse_spec(raw: Any, source: str) -> SweepSpec:
     """Validate a sweep mapping; raises SpecError listing every schema problem."""
     if not isinstance(raw, dict):
         raise SpecError([Problem("", type(raw).__name__, "a sweep file must be a mapping of keys", source)])
+    problems: list[Problem] = []
+    spec = None
     try:
-        return SweepSpec.model_validate(raw)
+        spec = SweepSpec.model_validate(raw)
     except ValidationError as exc:
-        fields = {**_FIELDS, **_space_fields("search_space.", raw.get("search_space"))}
-        raise SpecError([p.located(source) for p in problems_from_validation_error(exc, fields)]) from None
+        problems += [p.located(source) for p in problems_from_validation_error(exc, _FIELDS)]
+    space = raw.get("search_space")
+    if isinstance(space, dict):
+        parsed = {}
+        for param, dist in space.items():
+            try:
+                parsed[param] = Distribution.model_validate(dist)
+            except ValidationError as exc:
+                fields = {"": list(Distribution.model_fields)}
+                problems += [p.located(source, f"search_space.{param}")
+                             for p in problems_from_validation_error(exc, fields)]
+        if spec is not None:
+            spec.search_space = parsed
+    elif isinstance(space, list) and all(isinstance(entry, str) for entry in space):
+        pass
+    elif "search_space" in raw:
+        problems.append(Problem("search_space", space, "a mapping of parameters to distributions, or a list of "
+                                "search space files", source))
+    if problems:
+        raise SpecError(problems)
+    return spec
 
 
 def load_space_files(paths: list[str], spec_path: Path) -> dict[str, Distribution]:
@@ -150,8 +164,12 @@ def load_space_files(paths: list[str], spec_path: Path) -> dict[str, Distributio
     merged: dict[str, Distribution] = {}
     origin: dict[str, str] = {}
     problems: list[Problem] = []
-    for entry in paths:
+    for index, entry in enumerate(paths):
         path = _resolve(entry, spec_path)
+        if not path.is_file():
+            problems.append(Problem(f"search_space[{index}]", entry, "file not found (paths are relative to the "
+                                    "working directory or the sweep file)", str(spec_path)))
+            continue
         raw = read_yaml(path)
         if not isinstance(raw, dict):
             problems.append(Problem("", type(raw).__name__, "a search space file maps parameters to distributions", str(path)))

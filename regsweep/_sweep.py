@@ -125,7 +125,9 @@ def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[st
     from regsweep import _tune
 
     _tune.ensure_ray()
-    callback = _tune.JournalCallback(paths.journal, stage, sweep.space, sweep.epochs)
+    _tune.quiet_tune()
+    callback = _tune.JournalCallback(paths.journal, stage, sweep.space, sweep.epochs,
+                                    _tune.uses_asha(sweep, stage))
     if restore and _tune.stage_exists(paths.storage, stage):
         tuner = _tune.restore_tuner(sweep, stage, paths.storage)
     else:

@@ -15,6 +15,9 @@ from typing import Any, Callable
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "4")
+# Snapshot the experiment every 2 s (Tune's automatic period starts at 10 s): after a crash, trials
+# resume from checkpoints at most this old, so finished trials are rarely trained again.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
@@ -86,9 +89,9 @@ class JournalCallback(tune.Callback):
     """Driver-side: journals each result before Tune snapshots the experiment, so a resumed trial
     can only repeat epochs (deduplicated later), never skip them. Holds no open state when pickled."""
 
-    def __init__(self, journal_path: Path, stage: str, space: dict[str, Any], epochs: int):
+    def __init__(self, journal_path: Path, stage: str, space: dict[str, Any], epochs: int, asha: bool):
         self.journal = Journal(journal_path)
-        self.stage, self.space, self.epochs = stage, space, epochs
+        self.stage, self.space, self.epochs, self.asha = stage, space, epochs, asha
         self._last: dict[str, dict[str, Any]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -128,19 +131,35 @@ class JournalCallback(tune.Callback):
         status = last.get("status")
         if status in ("completed", "stopped_early", "diverged"):
             self._end(trial, status, last.get("stopped_by") or status)
-        elif last.get("done") or last.get("training_iteration", 0) >= self.epochs:
-            self._end(trial, "completed", "completed")
-        else:
-            # Ended by the scheduler before its budget: an ASHA rung (or the time budget).
+        elif self.asha and last.get("training_iteration", 0) < self.epochs:
+            # Ended by the scheduler before its budget, at an ASHA rung.
             self._end(trial, "stopped_early", f"asha@{last.get('training_iteration', 0)}")
+        else:
+            self._end(trial, "completed", "completed")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        error = trial.get_error()
-        message = str(error).strip().splitlines()[-1] if error else "unknown error"
-        self._end(trial, "error", "error", message)
+        self._end(trial, "error", "error", _error_message(trial))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.journal.close()
+
+
+def _error_message(trial: Any) -> str:
+    """The exception line of the trial's latest failure (Tune writes the error file locally first)."""
+    text = ""
+    local = getattr(trial, "error_file", None)
+    if local and os.path.exists(local):
+        with open(local, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    elif trial.get_error() is not None:
+        text = str(trial.get_error())
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error (see the trial's error.txt)"
+
+
+def uses_asha(sweep: Sweep, stage: str) -> bool:
+    """ASHA stops trials in the search stage only; the confirm stage runs every seed to the end."""
+    return sweep.spec.scheduler.type == "asha" and stage == "search"
 
 
 def ensure_ray() -> None:
@@ -151,11 +170,12 @@ def ensure_ray() -> None:
     if not os.environ.get("RAY_ADDRESS"):
         options["include_dashboard"] = False
     ray.init(**options)
-    logging.getLogger("ray.tune").setLevel(logging.ERROR)
-    logging.getLogger("ray.train").setLevel(logging.ERROR)
-    import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+def quiet_tune() -> None:
+    """Ray Tune's own tables and trial tracebacks stay silent: regsweep records and shows them."""
+    for name in ("ray.tune", "ray.train", "ray.air"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _trial_name(trial: Any) -> str:
@@ -176,13 +196,14 @@ def build_tuner(sweep: Sweep, stage: str, storage: str, callback: JournalCallbac
     else:
         import optuna
 
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         define = OptunaDefineByRun(sweep.space, {"seed": 0})
         sampler = optuna.samplers.TPESampler(seed=spec.search.seed)
         search_alg = OptunaSearch(space=define, metric=spec.metric, mode=spec.mode, sampler=sampler)
         if spec.search.max_concurrent:
             search_alg = ConcurrencyLimiter(search_alg, max_concurrent=spec.search.max_concurrent)
         num_samples, param_space = spec.search.num_samples, None
-    use_asha = spec.scheduler.type == "asha" and stage == "search"
+    use_asha = uses_asha(sweep, stage)
     scheduler = ASHAScheduler(max_t=sweep.epochs, grace_period=spec.scheduler.grace_period,
                               reduction_factor=spec.scheduler.reduction_factor) if use_asha else FIFOScheduler()
     tune_config = tune.TuneConfig(

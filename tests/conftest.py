@@ -10,3 +10,31 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 def _isolated_data_cache(tmp_path, monkeypatch):
     """Downloads go to a per-test cache, never the user's."""
     monkeypatch.setenv("REGSWEEP_DATA", str(tmp_path / "data-cache"))
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One real local Ray for the engine tests (2 CPUs, as on CI's machine)."""
+    import pathlib
+
+    import ray
+
+    tests_dir = str(pathlib.Path(__file__).parent)
+    # Workers import user trainables from tests/helpers, as a user's own package would be importable.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    """Write a sweep file (a dict) as YAML into tmp_path and return its path."""
+    import yaml
+
+    def write(spec, name="sweep.yaml"):
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        return path
+
+    return write

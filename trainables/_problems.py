@@ -20,9 +20,9 @@ class Problem:
     source: str = ""
 
     def __str__(self) -> str:
-        where = f"{self.source}: " if self.source else ""
+        where = "".join(f"{part}: " for part in (self.source, self.key) if part)
         given = "nothing" if self.given is _MISSING else repr(self.given)
-        return f"{where}{self.key}: given {given}; {self.allowed}"
+        return f"{where}given {given}; {self.allowed}"
 
     def located(self, source: str, prefix: str = "") -> "Problem":
         """The same problem, placed in a file and under a key prefix."""

@@ -1,0 +1,18 @@
+"""User trainables (package.module:function) used by the engine tests."""
+
+import time
+
+
+def crashes_on_boom(config):
+    """Reports two epochs, except for mode 'boom', which raises after its first epoch."""
+    for epoch in (1, 2):
+        if config["mode"] == "boom" and epoch == 2:
+            raise RuntimeError("the user's trainable exploded at epoch 2")
+        yield {"epoch": epoch, "val_acc": 0.5 + 0.1 * epoch}
+
+
+def slow_epochs(config):
+    """Epochs that take a while, for interruption tests."""
+    for epoch in range(1, config.get("epochs", 3) + 1):
+        time.sleep(config.get("sleep", 0.5))
+        yield {"epoch": epoch, "val_acc": config["x"] * epoch}

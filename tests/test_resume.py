@@ -1,0 +1,68 @@
+"""A sweep whose driver is SIGKILLed mid-way resumes to every trial complete exactly once."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from regsweep._results import read_results
+
+pytestmark = pytest.mark.ray
+EPOCHS = 6
+
+
+def journal_records(path):
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
+
+
+def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec):
+    spec = write_spec({
+        "name": "killme", "trainable": "cnn", "dataset": "digits",
+        "fixed": {"epochs": EPOCHS, "filters": 16, "batch_size": 32},
+        "search_space": {"dropout": {"grid": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]}},
+        "search": {"algorithm": "grid"},
+    })
+    results = tmp_path / "results"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results)]
+    # Its own process group, so the kill takes the driver and the Ray it started, like a crash.
+    driver = subprocess.Popen(command, env=env, cwd=tmp_path, start_new_session=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    journal = results / "killme" / "journal.jsonl"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        records = journal_records(journal)
+        if sum(r.get("kind") == "end" for r in records) >= 1 and len(records) >= 10:
+            break
+        assert driver.poll() is None, driver.stdout.read().decode()
+        time.sleep(0.05)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before_kill = journal_records(journal)
+    ended_before = {r["trial_id"] for r in before_kill if r.get("kind") == "end"}
+    assert 1 <= len(ended_before) < 6, "the kill must land mid-sweep"
+
+    listed = subprocess.run([sys.executable, "-m", "regsweep", "list", "--results", str(results)],
+                            capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert "killme" in listed.stdout and "interrupted" in listed.stdout
+
+    resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", "killme", "--results", str(results)],
+                             capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    frame = read_results(str(results / "killme"))
+    assert frame["trial_id"].nunique() == 6 and set(frame["status"]) == {"completed"}
+    epochs = frame.groupby("trial_id")["epoch"].apply(sorted)
+    assert all(e == list(range(1, EPOCHS + 1)) for e in epochs), epochs.to_dict()
+    assert not frame.duplicated(["trial_id", "epoch"]).any()
+    # Trials that had finished before the kill trained no epoch again.
+    after_kill = journal_records(journal)[len(before_kill):]
+    retrained = [r for r in after_kill if r.get("kind") == "epoch" and r["trial_id"] in ended_before]
+    assert retrained == []
+    assert {r["trial_id"] for r in after_kill if r.get("kind") == "end"} | ended_before == set(frame["trial_id"])
+    assert json.loads((results / "killme" / "sweep.json").read_text())["status"] == "finished"

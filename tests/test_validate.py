@@ -1,0 +1,157 @@
+"""`regsweep validate` and the start of `regsweep run`: every error class, reported before anything starts."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from regsweep._spec import SpecError
+from regsweep._validate import load_sweep
+
+BASE = {
+    "name": "v", "trainable": "cnn", "dataset": "digits", "fixed": {"epochs": 2},
+    "search_space": {"dropout": {"grid": [0.0, 0.3]}}, "search": {"algorithm": "grid"},
+}
+
+
+def problems(write_spec, **changes):
+    spec = {**BASE, **changes}
+    path = write_spec({k: v for k, v in spec.items() if v is not None})
+    with pytest.raises(SpecError) as info:
+        load_sweep(path)
+    return [str(p) for p in info.value.problems], str(path)
+
+
+def test_good_spec_validates(write_spec):
+    sweep = load_sweep(write_spec(BASE))
+    assert sweep.epochs == 2 and list(sweep.space) == ["dropout"]
+
+
+def test_unknown_key_with_did_you_mean(write_spec):
+    found, path = problems(write_spec, seeeds=3)
+    assert found == [f"{path}: seeeds: given 'seeeds'; unknown key (did you mean 'seeds'?); allowed: "
+                     "name, hypothesis, trainable, dataset, fixed, search_space, search, scheduler, seeds, metric, "
+                     "mode, resources, tracking_uri, claims"]
+
+
+def test_unknown_nested_key(write_spec):
+    found, _ = problems(write_spec, search={"algorithm": "grid", "num_sample": 3})
+    assert "search.num_sample: given 'num_sample'; unknown key (did you mean 'num_samples'?)" in found[0]
+
+
+def test_wrong_type(write_spec):
+    found, _ = problems(write_spec, seeds="three")
+    assert "seeds: given 'three'; input should be a valid integer" in found[0]
+
+
+def test_out_of_range_value(write_spec):
+    found, _ = problems(write_spec, fixed={"epochs": 2, "lr": -0.1})
+    assert any("fixed.lr: given -0.1; input should be greater than 0" in f for f in found)
+
+
+def test_unknown_trainable(write_spec):
+    found, _ = problems(write_spec, trainable="cnnn")
+    assert any("trainable: given 'cnnn'; allowed: cnn, mlp or package.module:function (did you mean 'cnn'?)" in f
+               for f in found)
+
+
+def test_user_trainable_that_cannot_be_imported(write_spec):
+    found, _ = problems(write_spec, trainable="no_such_package.mod:fn")
+    assert "cannot import 'no_such_package.mod'" in found[0]
+
+
+def test_unknown_dataset(write_spec):
+    found, _ = problems(write_spec, dataset="fashion-mnist")
+    assert any("dataset: given 'fashion-mnist'; allowed: digits, mnist_5k, fashion_mnist, mnist "
+               "(did you mean 'fashion_mnist'?)" in f for f in found)
+
+
+def test_unknown_norm_in_search_space(write_spec):
+    found, _ = problems(write_spec, search_space={"norm": {"grid": ["batch", "instnce"]}})
+    assert any("search_space.norm: given 'instnce'; allowed: none, batch, instance, layer, group "
+               "(did you mean 'instance'?)" in f for f in found)
+
+
+def test_unknown_distribution(write_spec):
+    found, _ = problems(write_spec, search_space={"dropout": {"unifrom": [0.0, 0.5]}})
+    assert any("search_space.dropout.unifrom: given 'unifrom'; unknown key (did you mean 'uniform'?)" in f
+               for f in found)
+
+
+def test_bad_range(write_spec):
+    found, _ = problems(write_spec, search={"algorithm": "random"}, search_space={"dropout": {"uniform": [0.5, 0.1]}})
+    assert "uniform needs [low, high] with low < high, given [0.5, 0.1]" in found[0]
+
+
+def test_impossible_model_config(write_spec):
+    found, _ = problems(write_spec, search_space={"layers": {"grid": [2, 3, 4]}})
+    assert found == [f"{found[0].split(':')[0]}: search_space.layers: given 4; "
+                     "pooling after block 4 of 4 would shrink the 8x8 input below 1x1; use fewer layers, a larger "
+                     "pool_every, or pooling: false"]
+
+
+def test_range_bounds_are_checked(write_spec):
+    found, _ = problems(write_spec, search={"algorithm": "random"}, search_space={"dropout": {"uniform": [0.0, 1.5]}})
+    assert any("search_space.dropout: given 1.5; input should be less than 1" in f for f in found)
+
+
+def test_optuna_with_grid(write_spec):
+    found, _ = problems(write_spec, search={"algorithm": "optuna"})
+    assert any("search_space.dropout: given {'grid': [0.0, 0.3]}; optuna cannot run a grid" in f for f in found)
+
+
+def test_grid_with_continuous_distribution(write_spec):
+    found, _ = problems(write_spec, search_space={"dropout": {"uniform": [0.0, 0.3]}})
+    assert "grid search runs every point and needs a finite list" in found[0]
+
+
+def test_condition_on_unknown_parameter(write_spec):
+    found, _ = problems(write_spec, search_space={"norm_groups": {"grid": [2], "when": {"nrom": "group"}}})
+    assert "search_space.norm_groups.when.nrom: given 'group'; a condition must refer to a parameter" in found[0]
+
+
+def test_duplicate_key_across_search_space_files(tmp_path, write_spec):
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({"dropout": {"grid": [0.1]}}))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"norm": {"grid": ["batch"]}, "dropout": {"grid": [0.2]}}))
+    found, path = problems(write_spec, search_space=[str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")])
+    assert found == [f"{path}: dropout: given '{tmp_path / 'b.yaml'}'; duplicate parameter, already defined in "
+                     f"{tmp_path / 'a.yaml'}"]
+
+
+def test_missing_search_space_file(tmp_path, write_spec):
+    found, path = problems(write_spec, search_space=["search_spaces/nope.yaml"])
+    assert found == [f"{path}: search_space[0]: given 'search_spaces/nope.yaml'; file not found (paths are "
+                     "relative to the working directory or the sweep file)"]
+
+
+def test_missing_spec_file(tmp_path):
+    with pytest.raises(SpecError, match="nope.yaml: given .*; file not found"):
+        load_sweep(tmp_path / "nope.yaml")
+
+
+def test_every_problem_reported_at_once(write_spec):
+    found, _ = problems(write_spec, seeds=0, mode="maximum", scheduler={"type": "hyperband"})
+    assert len(found) == 3
+
+
+def test_cli_exits_2_without_traceback_and_creates_nothing(tmp_path, write_spec):
+    path = write_spec({**BASE, "dataset": "fashon_mnist", "fixed": {"epochs": 2, "dropuot": 0.1}})
+    for command in (["validate", str(path)], ["run", str(path), "--results", str(tmp_path / "results")]):
+        done = subprocess.run([sys.executable, "-m", "regsweep", *command], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=120)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert "(did you mean 'fashion_mnist'?)" in done.stderr
+        assert not (tmp_path / "results").exists()
+
+
+def test_shipped_sweeps_validate():
+    import pathlib
+
+    root = pathlib.Path(__file__).parent.parent
+    for spec in sorted((root / "sweeps").glob("*.yaml")):
+        for smoke in (False, True):
+            sweep = load_sweep(spec, smoke=smoke)
+            assert sweep.spec.seeds >= 1
+            if smoke:
+                assert sweep.fixed["dataset"] == "digits" and sweep.epochs <= 3
