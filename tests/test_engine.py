@@ -118,3 +118,20 @@ def test_smoke_make_target_runs_offline(tmp_path):
     # 53,194 parameters is this CNN on 8x8 digits; on 28x28 Fashion-MNIST its head alone is larger.
     assert set(frame["params"]) == {53194}
     assert frame["epoch"].max() == 3 and frame["trial_id"].nunique() == 18
+
+
+def test_storage_uri_and_overrides(ray_local, tmp_path, write_spec):
+    spec = write_spec({
+        "name": "stored", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 3, "hidden": [16]},
+        "search_space": {"dropout": {"grid": [0.0, 0.2]}}, "search": {"algorithm": "grid"},
+    })
+    # A spec key by its dotted path, a trainable key straight into `fixed`.
+    sweep = load_sweep(spec, {"seeds": 2, "epochs": 2, "search.max_concurrent": 1})
+    assert sweep.spec.seeds == 2 and sweep.epochs == 2 and sweep.spec.search.max_concurrent == 1
+    storage = (tmp_path / "bucket").as_uri()  # file://, through pyarrow.fs like s3:// would be
+    frame = start_sweep(sweep, str(tmp_path / "results"), storage=storage)
+    assert frame["trial_id"].nunique() == 4 and frame["epoch"].max() == 2
+    assert (tmp_path / "bucket" / "stored" / "results.parquet").exists()
+    assert (tmp_path / "bucket" / "stored" / "search").is_dir()
+    assert len(read_results(f"{storage}/stored")) == 8
+    assert (tmp_path / "results" / "stored" / "journal.jsonl").exists()
