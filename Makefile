@@ -5,7 +5,11 @@ SMOKE_FLAG = $(if $(filter 1 true yes,$(SMOKE)),--smoke,)
 RESULTS ?= results
 SWEEPS = dropout norm depth pooling interactions regularizers combined
 
-.PHONY: install test bench bench-quick $(addprefix sweep-,$(SWEEPS)) validate-sweeps
+MLFLOW_PORT ?= 5000
+MLFLOW_BACKEND ?= sqlite:///mlruns/mlflow.db
+MLFLOW_ARTIFACTS ?= mlruns/artifacts
+
+.PHONY: install test bench bench-quick $(addprefix sweep-,$(SWEEPS)) validate-sweeps mlflow-ui mlflow-server
 
 # torch first: 2.13.0 comes from local disk here; a user's own (CUDA) build is kept as it is.
 install:
@@ -27,3 +31,15 @@ $(addprefix sweep-,$(SWEEPS)): sweep-%:
 
 validate-sweeps:
 	for spec in sweeps/*.yaml; do $(REGSWEEP) validate $$spec || exit 1; done
+
+# The embedded store every sweep logs to by default, in the browser at http://127.0.0.1:$(MLFLOW_PORT).
+mlflow-ui:
+	mkdir -p mlruns
+	$(PYTHON) -m mlflow ui --backend-store-uri $(MLFLOW_BACKEND) --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+# A shared tracking server on loopback (reach it through SSH port forwarding). MLFLOW_BACKEND may be
+# postgresql://user@host/db; the password comes from the environment or ~/.pgpass, never from here.
+mlflow-server:
+	mkdir -p mlruns
+	$(PYTHON) -m mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --backend-store-uri $(MLFLOW_BACKEND) \
+		--artifacts-destination $(MLFLOW_ARTIFACTS)

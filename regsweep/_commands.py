@@ -71,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.spec, parse_overrides(args.set), smoke=args.smoke)
     progress = _attach_progress(sweep.spec.metric)
     frame = start_sweep(sweep, args.results, storage=args.storage, fresh=args.fresh,
-                        on_stage=progress.stage_started)
+                        on_stage=progress.stage_started, mlflow=not args.no_mlflow)
     _summarise(frame, sweep.spec.metric, sweep.spec.mode, sweep_name(sweep))
     return 0
 
@@ -83,6 +83,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
     sweep, frame = resume_sweep(args.name, args.results, on_stage=progress.stage_started)
     progress.metric = sweep.spec.metric
     _summarise(frame, sweep.spec.metric, sweep.spec.mode, args.name)
+    return 0
+
+
+def cmd_sync_mlflow(args: argparse.Namespace) -> int:
+    from regsweep._sweep import sync_mlflow
+
+    count = sync_mlflow(args.name, args.results)
+    print(f"sweep {args.name}: {count} trials in MLflow")
     return 0
 
 
@@ -117,6 +125,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--smoke", action="store_true", help="digits, at most 3 epochs and 4 samples; offline")
     p.add_argument("--storage", help="pyarrow.fs URI for checkpoints and results (e.g. s3://bucket/sweeps)")
     p.add_argument("--fresh", action="store_true", help="replace earlier results of this sweep")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     common(p)
     p.set_defaults(func=cmd_run)
 
@@ -124,6 +133,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     common(p)
     p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("sync-mlflow", help="replay a sweep's results into MLflow (idempotent)")
+    p.add_argument("name")
+    common(p)
+    p.set_defaults(func=cmd_sync_mlflow)
 
     p = sub.add_parser("list", help="sweeps and their state")
     common(p)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from regsweep._results import JOURNAL_FILE, compact, read_journal
+from regsweep._results import JOURNAL_FILE, compact, read_journal, read_results
 from regsweep._space import grid_points, random_points
 from regsweep._validate import Sweep, load_sweep
 
@@ -138,6 +138,23 @@ def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[st
 def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: bool,
             on_stage: Callable[[str, int | None], None] | None = None) -> pd.DataFrame:
     """Run (or finish) every stage of the sweep, keeping the state file current."""
+    from regsweep._tracking import finish_tracking, start_tracking
+
+    follower = start_tracking(sweep, paths, state)
+    _write_state(paths, state)
+    try:
+        frame = _run_stages(sweep, paths, state, restore, on_stage)
+    except BaseException:
+        if follower is not None:
+            follower.stop(attempts=1)
+        raise
+    finish_tracking(follower, sweep, paths, state, frame)
+    _write_state(paths, state)
+    return frame
+
+
+def _run_stages(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: bool,
+                on_stage: Callable[[str, int | None], None] | None) -> pd.DataFrame:
     stages = state.setdefault("stages", {})
     if stages.get("search") != "finished":
         points = _stage_points(sweep)
@@ -165,7 +182,8 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
 
 
 def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str | None = None,
-                fresh: bool = False, on_stage: Callable[[str, int | None], None] | None = None) -> pd.DataFrame:
+                fresh: bool = False, on_stage: Callable[[str, int | None], None] | None = None,
+                mlflow: bool = True) -> pd.DataFrame:
     """Run a validated sweep from the start. Refuses to overwrite an existing sweep unless `fresh`."""
     name = sweep_name(sweep)
     paths = SweepPaths.for_sweep(name, results_root, storage or sweep.spec.resources.storage)
@@ -182,6 +200,7 @@ def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str 
         "name": name, "spec_path": str(sweep.spec_path), "spec_text": sweep.spec_text, "spec_hash": sweep.spec_hash,
         "overrides": sweep.overrides, "smoke": sweep.smoke, "storage": paths.storage, "status": "running",
         "pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time(), "argv": sys.argv,
+        "mlflow": mlflow,
     }
     (paths.local / "spec.yaml").write_text(sweep.spec_text)
     _write_state(paths, state)
@@ -191,19 +210,10 @@ def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str 
 def resume_sweep(name: str, results_root: str = DEFAULT_RESULTS,
                  on_stage: Callable[[str, int | None], None] | None = None) -> tuple[Sweep, pd.DataFrame]:
     """Continue an interrupted sweep through Tuner.restore; finished trials are not rerun."""
-    local = (Path(results_root) / name).absolute()
-    if not (local / STATE_FILE).exists():
-        known = ", ".join(sorted(p.name for p in Path(results_root).glob("*") if (p / STATE_FILE).exists()))
-        raise SweepStateError(f"no sweep called {name!r} in {results_root}/; known: {known or 'none'}")
-    state = read_state(local / STATE_FILE)
+    sweep, paths, state = open_sweep(name, results_root)
     status = sweep_status(state)
     if status == "running":
         raise SweepStateError(f"sweep {name} is still running (pid {state['pid']})")
-    original = Path(state["spec_path"])
-    unchanged = original.exists() and original.read_text() == state["spec_text"]
-    sweep = load_sweep(original if unchanged else local / "spec.yaml", state.get("overrides") or {},
-                       smoke=state.get("smoke", False))
-    paths = SweepPaths(local, state["storage"])
     if status == "finished":
         return sweep, compact(paths.journal, paths.storage)
     state.update(status="running", pid=os.getpid(), host=socket.gethostname(), resumed_at=time.time())
@@ -223,3 +233,28 @@ def list_sweeps(results_root: str = DEFAULT_RESULTS) -> list[dict[str, Any]]:
         rows.append({"name": state["name"], "status": sweep_status(state), "trials": len(ends), **counts,
                      "started_at": state.get("started_at"), "spec": state.get("spec_path")})
     return rows
+
+
+def open_sweep(name: str, results_root: str = DEFAULT_RESULTS) -> tuple[Sweep, SweepPaths, dict[str, Any]]:
+    """A sweep's validated spec, paths and state, from its results folder."""
+    local = (Path(results_root) / name).absolute()
+    if not (local / STATE_FILE).exists():
+        known = ", ".join(sorted(p.name for p in Path(results_root).glob("*") if (p / STATE_FILE).exists()))
+        raise SweepStateError(f"no sweep called {name!r} in {results_root}/; known: {known or 'none'}")
+    state = read_state(local / STATE_FILE)
+    original = Path(state["spec_path"])
+    unchanged = original.exists() and original.read_text() == state["spec_text"]
+    sweep = load_sweep(original if unchanged else local / "spec.yaml", state.get("overrides") or {},
+                       smoke=state.get("smoke", False))
+    return sweep, SweepPaths(local, state["storage"]), state
+
+
+def sync_mlflow(name: str, results_root: str = DEFAULT_RESULTS) -> int:
+    """Replay a sweep's results into MLflow; returns the number of trials checked."""
+    from regsweep._tracking import sync_results
+
+    sweep, paths, state = open_sweep(name, results_root)
+    frame = compact(paths.journal, paths.storage) if paths.journal.exists() else read_results(paths.storage)
+    sync_results(sweep, paths, state, frame)
+    _write_state(paths, state)
+    return frame["trial_id"].nunique()

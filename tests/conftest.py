@@ -10,6 +10,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 def _isolated_data_cache(tmp_path, monkeypatch):
     """Downloads go to a per-test cache, never the user's."""
     monkeypatch.setenv("REGSWEEP_DATA", str(tmp_path / "data-cache"))
+    # Sweeps log to MLflow by default; each test gets its own store, never ./mlruns.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    (tmp_path / "mlruns").mkdir(exist_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -65,4 +65,21 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec):
     retrained = [r for r in after_kill if r.get("kind") == "epoch" and r["trial_id"] in ended_before]
     assert retrained == []
     assert {r["trial_id"] for r in after_kill if r.get("kind") == "end"} | ended_before == set(frame["trial_id"])
-    assert json.loads((results / "killme" / "sweep.json").read_text())["status"] == "finished"
+    state = json.loads((results / "killme" / "sweep.json").read_text())
+    assert state["status"] == "finished"
+
+    # MLflow: the resumed sweep continued the same parent and child runs, each step exactly once.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("killme")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert [p.info.run_id for p in parents] == [state["mlflow_parent_run_id"]]
+    assert parents[0].info.status == "FINISHED"
+    assert sorted(c.data.tags["trial_id"] for c in children) == sorted(set(frame["trial_id"]))
+    for child in children:
+        history = client.get_metric_history(child.info.run_id, "val_acc")
+        assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
+        assert child.info.status == "FINISHED"

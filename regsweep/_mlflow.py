@@ -1,0 +1,319 @@
+"""MLflow tracking: one parent run per sweep, one nested child run per trial.
+
+Trials log from the Ray driver, not from the workers: the driver already holds every result (the
+journal), so only the head node needs to reach the tracking server, which can then stay bound to
+127.0.0.1, and workers need no credentials. Logging follows the journal in a background thread and
+never blocks training; when the server is away the journal keeps everything and the next push (or
+`regsweep sync-mlflow`) reconciles against what MLflow already has, so no step is logged twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+# One failed request must not stall the driver for minutes of backoff; we retry ourselves.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+DEFAULT_DIR = "mlruns"
+RUN_STATUS = {"completed": "FINISHED", "stopped_early": "FINISHED", "diverged": "FAILED", "error": "FAILED"}
+FINAL_KEYS = ("params", "best_epoch", "best_val_loss", "best_val_acc", "test_loss", "test_acc", "epochs_trained")
+_SKIP_METRICS = {"epoch", "seed", "training_iteration", "reported_at", *FINAL_KEYS}
+
+
+def resolve_tracking_uri(spec_uri: str | None) -> str:
+    """MLFLOW_TRACKING_URI, else the spec's tracking_uri, else sqlite in ./mlruns."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or spec_uri
+    if uri:
+        return uri
+    folder = Path(DEFAULT_DIR).absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+@dataclass
+class TrialLog:
+    """Everything MLflow needs about one trial, built from the journal or the Parquet table."""
+
+    stage: str
+    trial_id: str
+    name: str
+    config_id: str
+    seed: Any
+    params: dict[str, Any]
+    epochs: dict[int, dict[str, float]] = field(default_factory=dict)
+    status: str = "running"
+    stopped_by: str | None = None
+    error: str | None = None
+    final: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.stage}/{self.trial_id}"
+
+
+def _numeric(row: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in row.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _SKIP_METRICS
+            and not k.startswith("config/") and math.isfinite(float(v))}
+
+
+def update_trials(trials: dict[str, TrialLog], records: Iterable[dict[str, Any]]) -> set[str]:
+    """Fold journal records into `trials`; returns the keys that changed."""
+    changed = set()
+    for record in records:
+        key = f"{record['stage']}/{record['trial_id']}"
+        trial = trials.get(key)
+        if trial is None:
+            params = {k[len("config/"):]: v for k, v in record.items() if k.startswith("config/")}
+            trial = trials[key] = TrialLog(record["stage"], record["trial_id"], record.get("trial_name", ""),
+                                           record.get("config_id", ""), record.get("seed"), params)
+        if record.get("kind") == "end":
+            trial.status, trial.stopped_by, trial.error = record["status"], record.get("stopped_by"), record.get("error")
+            trial.final = {k: float(record[k]) for k in FINAL_KEYS
+                           if isinstance(record.get(k), (int, float)) and math.isfinite(record[k])}
+        elif record.get("epoch"):
+            trial.epochs[int(record["epoch"])] = _numeric(record)
+        changed.add(key)
+    return changed
+
+
+def trials_from_frame(frame: Any) -> dict[str, TrialLog]:
+    """TrialLogs from the Parquet results table (for sync-mlflow)."""
+    records = []
+    for row in frame.to_dict("records"):
+        row = {k: v for k, v in row.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+        records.append({**row, "kind": "epoch"})
+    trials: dict[str, TrialLog] = {}
+    update_trials(trials, records)
+    for row in frame.sort_values("epoch").groupby(["stage", "trial_id"]).tail(1).to_dict("records"):
+        trial = trials[f"{row['stage']}/{row['trial_id']}"]
+        if row.get("status") not in (None, "running"):
+            end = {k: v for k, v in row.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+            update_trials(trials, [{**end, "kind": "end"}])
+    return trials
+
+
+def git_commit() -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+class MlflowSync:
+    """Pushes a sweep's trials to MLflow idempotently: runs are found by tags before they are created,
+    and steps MLflow already has are not sent again."""
+
+    def __init__(self, tracking_uri: str, experiment: str, fixed: dict[str, Any]):
+        from mlflow.tracking import MlflowClient
+
+        self.uri, self.experiment_name, self.fixed = tracking_uri, experiment, fixed
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.experiment_id: str | None = None
+        self.parent_id: str | None = None
+        self.runs: dict[str, str] = {}
+        self.logged: dict[str, set[int]] = {}
+        self.ended: set[str] = set()
+
+    def _experiment(self) -> str:
+        if self.experiment_id is None:
+            found = self.client.get_experiment_by_name(self.experiment_name)
+            if found is not None:
+                self.experiment_id = found.experiment_id
+            else:
+                location = None
+                if self.uri.startswith("sqlite:///"):
+                    location = str((Path(self.uri[len("sqlite:///"):]).parent / "artifacts").absolute())
+                self.experiment_id = self.client.create_experiment(self.experiment_name, artifact_location=location)
+        return self.experiment_id
+
+    def ensure_parent(self, parent_id: str | None, description: str, params: dict[str, Any],
+                      tags: dict[str, str], spec_file: Path | None) -> str:
+        """Reuse the sweep's parent run (resume) or create it with its params, tags and spec file."""
+        from mlflow.entities import Param, RunTag
+
+        experiment = self._experiment()
+        if parent_id:
+            self.parent_id = parent_id
+            self.client.update_run(parent_id, status="RUNNING")
+            return parent_id
+        run = self.client.create_run(experiment, run_name=self.experiment_name,
+                                     tags={"mlflow.note.content": description, **tags})
+        self.parent_id = run.info.run_id
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.parent_id, params=items[start:start + 100])
+        commit = git_commit()
+        if commit:
+            self.client.log_batch(self.parent_id, tags=[RunTag("mlflow.source.git.commit", commit)])
+        if spec_file is not None and spec_file.exists():
+            self.client.log_artifact(self.parent_id, str(spec_file))
+        return self.parent_id
+
+    def _find_children(self) -> None:
+        token = None
+        while True:
+            page = self.client.search_runs([self._experiment()], f"tags.mlflow.parentRunId = '{self.parent_id}'",
+                                           max_results=1000, page_token=token)
+            for run in page:
+                key = run.data.tags.get("regsweep.trial_key")
+                if key:
+                    self.runs[key] = run.info.run_id
+                    if run.info.status != "RUNNING":
+                        self.ended.add(key)
+            token = page.token
+            if not token:
+                break
+
+    def _child(self, trial: TrialLog, reconcile: bool) -> str:
+        from mlflow.entities import Param
+
+        if trial.key not in self.runs and reconcile:
+            self._find_children()
+        if trial.key in self.runs:
+            run_id = self.runs[trial.key]
+            if reconcile or trial.key not in self.logged:
+                history = self.client.get_metric_history(run_id, "epoch")
+                self.logged[trial.key] = {int(m.step) for m in history}
+            return run_id
+        tags = {"mlflow.parentRunId": self.parent_id, "regsweep.trial_key": trial.key, "trial_id": trial.trial_id,
+                "config_id": trial.config_id, "seed": str(trial.seed), "stage": trial.stage, "status": trial.status}
+        run = self.client.create_run(self._experiment(), run_name=trial.name or trial.trial_id, tags=tags)
+        run_id = self.runs[trial.key] = run.info.run_id
+        self.logged[trial.key] = set()
+        config = {**self.fixed, **trial.params, "seed": trial.seed}
+        params = [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for k, v in config.items()]
+        for start in range(0, len(params), 100):
+            self.client.log_batch(run_id, params=params[start:start + 100])
+        return run_id
+
+    def push(self, trials: Iterable[TrialLog], reconcile: bool = False) -> None:
+        """Send what MLflow lacks of these trials. Raises on any tracking error (caller retries)."""
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        for trial in trials:
+            run_id = self._child(trial, reconcile)
+            new_steps = sorted(set(trial.epochs) - self.logged[trial.key])
+            metrics = [Metric("epoch", step, now, step) for step in new_steps]
+            metrics += [Metric(k, v, now, step) for step in new_steps for k, v in trial.epochs[step].items()]
+            for start in range(0, len(metrics), 1000):
+                self.client.log_batch(run_id, metrics=metrics[start:start + 1000])
+            self.logged[trial.key].update(new_steps)
+            if trial.status != "running" and trial.key not in self.ended:
+                last = max(trial.epochs, default=0)
+                tags = [RunTag("status", trial.status), RunTag("stopped_by", str(trial.stopped_by))]
+                if trial.error:
+                    tags.append(RunTag("error", trial.error[:5000]))
+                finals = [Metric(k, v, now, last) for k, v in trial.final.items()]
+                self.client.log_batch(run_id, metrics=finals, tags=tags)
+                self.client.set_terminated(run_id, RUN_STATUS.get(trial.status, "KILLED"))
+                self.ended.add(trial.key)
+
+    def finish_parent(self, summary: dict[str, Any], status: str = "FINISHED") -> None:
+        """Log the sweep summary on the parent run and close it."""
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, 0) for k, v in summary.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))]
+        tags = [RunTag(f"best.{k}", str(v)) for k, v in summary.get("best_config", {}).items()]
+        self.client.log_batch(self.parent_id, metrics=metrics, tags=tags)
+        self.client.log_dict(self.parent_id, summary, "summary.json")
+        self.client.set_terminated(self.parent_id, status)
+
+    def log_model(self, trial_key: str, path: Path) -> None:
+        """Attach the best configuration's model file to its run."""
+        from mlflow.entities import RunTag
+
+        run_id = self.runs[trial_key]
+        self.client.log_artifact(run_id, str(path), artifact_path="model")
+        self.client.log_batch(run_id, tags=[RunTag("regsweep.best", "true")])
+        self.client.log_batch(self.parent_id, tags=[RunTag("best_run_id", run_id)])
+
+
+def warn(message: str) -> None:
+    print(f"regsweep: warning: {message}", file=sys.stderr, flush=True)
+
+
+class JournalFollower:
+    """Background thread: every `interval` seconds, push new journal records to MLflow. A failure
+    warns once, keeps the records, and makes the next push reconcile against MLflow first."""
+
+    def __init__(self, sync: MlflowSync, journal: Path, interval: float = 2.0):
+        import threading
+
+        self.sync, self.journal, self.interval = sync, Path(journal), interval
+        self.trials: dict[str, TrialLog] = {}
+        self.pending: set[str] = set()
+        self.offset = 0
+        self.failures = 0
+        self.reconcile = True
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="regsweep-mlflow", daemon=True)
+
+    def start(self) -> "JournalFollower":
+        self._thread.start()
+        return self
+
+    def _read_new(self) -> list[dict[str, Any]]:
+        if not self.journal.exists():
+            return []
+        with open(self.journal, encoding="utf-8") as handle:
+            handle.seek(self.offset)
+            records = []
+            while True:
+                line = handle.readline()
+                if not line.endswith("\n"):
+                    break  # a line still being written; read it next time
+                self.offset += len(line.encode("utf-8"))
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return records
+
+    def push_once(self) -> bool:
+        """One round; True when MLflow has everything read so far."""
+        self.pending |= update_trials(self.trials, self._read_new())
+        if not self.pending:
+            return True
+        try:
+            self.sync.push([self.trials[k] for k in sorted(self.pending)], reconcile=self.reconcile)
+        except Exception as exc:  # any tracking failure: keep everything, retry later
+            self.failures += 1
+            if self.failures == 1:
+                warn(f"MLflow at {self.sync.uri} is unreachable ({type(exc).__name__}: {str(exc)[:200]}); "
+                     "training goes on and results are kept; logging resumes when it is back")
+            self.reconcile = True
+            return False
+        if self.failures:
+            warn("MLflow is reachable again; missing results were sent")
+            self.failures = 0
+        self.pending.clear()
+        self.reconcile = False
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.push_once()
+
+    def stop(self, attempts: int = 3) -> bool:
+        """Stop the thread and push what is left; False if MLflow still lacks something."""
+        self._stop.set()
+        self._thread.join()
+        for attempt in range(attempts):
+            if self.push_once():
+                return True
+            time.sleep(1.0 + attempt)
+        return False

@@ -1,0 +1,120 @@
+"""Tracking a sweep in MLflow: start (parent run, live follower), finish (summary, best model),
+and `sync-mlflow`, which replays from the Parquet results whatever MLflow is missing."""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pandas as pd
+
+from regsweep._aggregate import best_trial, param_columns, config_params, sweep_summary
+from regsweep._mlflow import JournalFollower, MlflowSync, resolve_tracking_uri, trials_from_frame, warn
+from regsweep._validate import Sweep
+
+BEST_MODEL_FILE = "best_model.pt"
+
+
+def without_credentials(uri: str) -> str:
+    """The URI with any user:password@ removed, for state files and messages."""
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit(parts._replace(netloc=netloc))
+    return uri
+
+
+def _parent_params(sweep: Sweep) -> dict[str, Any]:
+    spec = sweep.spec
+    params = {"trainable": spec.trainable, "seeds": spec.seeds, "metric": spec.metric, "mode": spec.mode,
+              "smoke": sweep.smoke, "spec_hash": sweep.spec_hash}
+    params.update({f"search.{k}": v for k, v in spec.search.model_dump().items()})
+    params.update({f"scheduler.{k}": v for k, v in spec.scheduler.model_dump().items()})
+    params.update({f"fixed.{k}": v for k, v in sweep.fixed.items()})
+    params.update({f"resources.{k}": v for k, v in spec.resources.model_dump().items() if k != "storage"})
+    return params
+
+
+def _sync_for(sweep: Sweep, name: str) -> MlflowSync:
+    return MlflowSync(resolve_tracking_uri(sweep.spec.tracking_uri), name, sweep.fixed)
+
+
+def _open_parent(sync: MlflowSync, sweep: Sweep, paths: Any, state: dict[str, Any]) -> None:
+    tags = {"regsweep.sweep": state["name"], "regsweep.spec_hash": sweep.spec_hash}
+    state["mlflow_parent_run_id"] = sync.ensure_parent(state.get("mlflow_parent_run_id"), sweep.spec.hypothesis,
+                                                       _parent_params(sweep), tags, paths.local / "spec.yaml")
+    state["mlflow_uri"] = without_credentials(sync.uri)
+
+
+def start_tracking(sweep: Sweep, paths: Any, state: dict[str, Any]) -> JournalFollower | None:
+    """Open (or reopen, on resume) the parent run and follow the journal. None when tracking is off
+    or unreachable at the start (then `regsweep sync-mlflow` catches up later)."""
+    if not state.get("mlflow", True):
+        return None
+    try:
+        sync = _sync_for(sweep, state["name"])
+        _open_parent(sync, sweep, paths, state)
+    except Exception as exc:  # unreachable or misconfigured tracking must not stop training
+        warn(f"MLflow is unreachable ({type(exc).__name__}: {str(exc)[:200]}); the sweep runs without it. "
+             f"Run `regsweep sync-mlflow {state['name']}` when it is back.")
+        return None
+    return JournalFollower(sync, paths.journal).start()
+
+
+def save_best_model(sweep: Sweep, paths: Any, frame: pd.DataFrame) -> tuple[str, Path] | None:
+    """Write the best configuration's weights and config to results/NAME/best_model.pt."""
+    if not sweep.builtin:
+        return None
+    best = best_trial(frame, sweep.spec.metric, sweep.spec.mode)
+    if best is None or "://" in paths.storage:
+        return None
+    pattern = os.path.join(paths.storage, best["stage"], best["trial_id"], "checkpoint_*", "trial.pt")
+    found = sorted(glob.glob(pattern))
+    if not found:
+        return None
+    import torch
+
+    state = torch.load(found[-1], map_location="cpu", weights_only=False)
+    params = config_params(best, param_columns(frame))
+    config = {**sweep.fixed, **params, "seed": int(best["seed"])}
+    target = paths.local / BEST_MODEL_FILE
+    torch.save({"trainable": sweep.spec.trainable, "config": config, "state_dict": state["model"],
+                "epoch": state["epoch"], sweep.spec.metric: float(best[sweep.spec.metric])}, target)
+    return f"{best['stage']}/{best['trial_id']}", target
+
+
+def _finish(sync: MlflowSync, sweep: Sweep, paths: Any, frame: pd.DataFrame, finished: bool) -> None:
+    best = save_best_model(sweep, paths, frame)
+    if best is not None and best[0] in sync.runs:
+        sync.log_model(*best)
+    if finished:
+        sync.finish_parent(sweep_summary(frame, sweep.spec.metric, sweep.spec.mode))
+
+
+def finish_tracking(follower: JournalFollower | None, sweep: Sweep, paths: Any, state: dict[str, Any],
+                    frame: pd.DataFrame) -> None:
+    """Flush the follower, then log the summary and the best model on the parent run."""
+    if follower is None:
+        return
+    if not follower.stop():
+        warn(f"MLflow still lacks some results; run `regsweep sync-mlflow {state['name']}` when it is back")
+        return
+    try:
+        _finish(follower.sync, sweep, paths, frame, state.get("status") == "finished")
+    except Exception as exc:
+        warn(f"could not write the sweep summary to MLflow ({exc}); run `regsweep sync-mlflow {state['name']}`")
+
+
+def sync_results(sweep: Sweep, paths: Any, state: dict[str, Any], frame: pd.DataFrame) -> MlflowSync:
+    """Replay the Parquet results into MLflow; idempotent (runs found by tags, steps not re-sent)."""
+    sync = _sync_for(sweep, state["name"])
+    _open_parent(sync, sweep, paths, state)
+    sync.push(trials_from_frame(frame).values(), reconcile=True)
+    _finish(sync, sweep, paths, frame, state.get("status") == "finished")
+    if state.get("status") != "finished":
+        sync.client.set_terminated(sync.parent_id, "KILLED")
+    return sync

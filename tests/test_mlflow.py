@@ -1,0 +1,138 @@
+"""MLflow tracking against a real `mlflow server` on loopback and the embedded sqlite default."""
+
+import threading
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mlflow_server import MlflowServer
+from regsweep._results import read_journal
+from regsweep._sweep import start_sweep, sync_mlflow
+from regsweep._validate import load_sweep
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture
+def server(tmp_path):
+    running = MlflowServer(tmp_path / "server").start()
+    yield running
+    running.stop()
+
+
+def runs_of(client, name):
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+def steps(client, run, key="val_acc"):
+    return sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+
+
+def check_sweep_in_mlflow(client, name, frame, epochs_key="val_acc"):
+    parents, children = runs_of(client, name)
+    assert len(parents) == 1
+    parent = parents[0]
+    assert len(children) == frame["trial_id"].nunique()
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    for child in children:
+        rows = frame[frame["trial_id"] == child.data.tags["trial_id"]]
+        assert steps(client, child, epochs_key) == sorted(rows["epoch"].tolist())
+        assert child.data.tags["status"] == rows["status"].iloc[-1]
+    return parent, children
+
+
+GRID = {
+    "name": "tracked", "trainable": "cnn", "dataset": "digits", "hypothesis": "dropout 0.1 beats 0.5",
+    "fixed": {"epochs": 3, "filters": 8, "fc_units": [16]},
+    "search_space": {"dropout": {"grid": [0.1, 0.5]}}, "search": {"algorithm": "grid"}, "seeds": 2,
+}
+
+
+def test_smoke_sweep_against_real_server(ray_local, tmp_path, write_spec, server, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
+    frame = start_sweep(load_sweep(write_spec(GRID)), str(tmp_path / "results"))
+    client = MlflowClient(server.uri)
+    parent, children = check_sweep_in_mlflow(client, "tracked", frame)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["mlflow.note.content"] == "dropout 0.1 beats 0.5"
+    assert parent.data.params["search.algorithm"] == "grid" and parent.data.params["seeds"] == "2"
+    assert parent.data.metrics["trials_completed"] == 4 and "best_val_acc_mean" in parent.data.metrics
+    assert "spec.yaml" in [a.path for a in client.list_artifacts(parent.info.run_id)]
+    names = sorted(c.info.run_name for c in children)
+    assert names == ["dropout=0.1 seed=0", "dropout=0.1 seed=1", "dropout=0.5 seed=0", "dropout=0.5 seed=1"]
+    child = children[0]
+    assert child.data.params["dropout"] in ("0.1", "0.5") and child.data.params["epochs"] == "3"
+    assert child.data.params["dataset"] == "digits" and child.info.status == "FINISHED"
+    assert {"trial_id", "config_id", "seed", "status", "stopped_by"} <= set(child.data.tags)
+    assert all(len(client.get_metric_history(child.info.run_id, k)) == 3 for k in ("train_loss", "val_loss", "gap"))
+    best = [c for c in children if c.data.tags.get("regsweep.best") == "true"]
+    assert len(best) == 1 and parent.data.tags["best_run_id"] == best[0].info.run_id
+    artifacts = [a.path for a in client.list_artifacts(best[0].info.run_id, "model")]
+    assert artifacts == ["model/best_model.pt"]
+
+
+def test_embedded_sqlite_default(ray_local, tmp_path, write_spec, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.chdir(tmp_path)
+    frame = start_sweep(load_sweep(write_spec(GRID)), "results")
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    parent, children = check_sweep_in_mlflow(client, "tracked", frame)
+    assert parent.info.status == "FINISHED"
+    best = [c for c in children if c.data.tags.get("regsweep.best") == "true"][0]
+    assert (tmp_path / "mlruns" / "artifacts").is_dir()
+    assert [a.path for a in client.list_artifacts(best.info.run_id, "model")] == ["model/best_model.pt"]
+
+
+def test_outage_mid_sweep_loses_nothing(ray_local, tmp_path, write_spec, server, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
+    spec = write_spec({
+        "name": "outage", "trainable": "helpers.user_trainables:slow_epochs",
+        "fixed": {"epochs": 8, "sleep": 1.0},
+        "search_space": {"x": {"grid": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}},
+    })
+    journal = tmp_path / "results" / "outage" / "journal.jsonl"
+    events = []
+
+    def outage():
+        while len(read_journal(journal)) < 6:
+            time.sleep(0.1)
+        server.stop()
+        events.append(len(read_journal(journal)))
+        time.sleep(3)
+        server.start()
+        events.append(len(read_journal(journal)))
+
+    chaos = threading.Thread(target=outage)
+    chaos.start()
+    frame = start_sweep(load_sweep(spec), str(tmp_path / "results"))
+    chaos.join()
+    assert events[0] < events[1] < len(read_journal(journal)), "the outage must fall inside the sweep"
+    client = MlflowClient(server.uri)
+    # The server came back while the sweep ran: the automatic retry has already caught up.
+    check_sweep_in_mlflow(client, "outage", frame)
+    # sync-mlflow afterwards is idempotent: nothing duplicated.
+    assert sync_mlflow("outage", str(tmp_path / "results")) == 6
+    parent, children = check_sweep_in_mlflow(client, "outage", frame)
+    assert len(children) == 6 and all(len(steps(client, c)) == 8 for c in children)
+    assert parent.info.status == "FINISHED"
+
+
+def test_server_down_from_the_start_then_sync(ray_local, tmp_path, write_spec, monkeypatch, capfd):
+    later = MlflowServer(tmp_path / "later")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", later.uri)
+    frame = start_sweep(load_sweep(write_spec(GRID)), str(tmp_path / "results"))
+    assert frame["trial_id"].nunique() == 4
+    assert "regsweep sync-mlflow tracked" in capfd.readouterr().err
+    later.start()
+    try:
+        assert sync_mlflow("tracked", str(tmp_path / "results")) == 4
+        parent, _ = check_sweep_in_mlflow(MlflowClient(later.uri), "tracked", frame)
+        assert parent.info.status == "FINISHED" and parent.data.metrics["trials_completed"] == 4
+    finally:
+        later.stop()
