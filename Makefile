@@ -22,10 +22,12 @@ test:
 bench:
 	$(PYTHON) bench/epoch_throughput.py
 	$(PYTHON) bench/tracking_overhead.py
+	$(PYTHON) bench/leaderboard_scale.py
 
 bench-quick:
 	$(PYTHON) bench/epoch_throughput.py --quick
 	$(PYTHON) bench/tracking_overhead.py --quick
+	$(PYTHON) bench/leaderboard_scale.py --quick
 
 # One target per study in the seed journals: `make sweep-norm`, `SMOKE=1 make sweep-norm`, ...
 $(addprefix sweep-,$(SWEEPS)): sweep-%:

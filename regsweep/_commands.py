@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from regsweep._overrides import parse_overrides
@@ -26,6 +27,8 @@ class PlainProgress:
         print(f"[{stage}] {total if total is not None else '?'} trials", file=self.stream, flush=True)
 
     def __call__(self, record: dict[str, Any]) -> None:
+        if record.get("kind") != "end":
+            return
         self.done += 1
         value = record.get("metrics", {}).get(self.metric)
         shown = f"{self.metric}={value:.4f}" if isinstance(value, float) else f"{self.metric}=-"
@@ -44,24 +47,44 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _attach_progress(metric: str) -> PlainProgress:
+def _attach_view(metric: str, mode: str, epochs: int, console: Any = None) -> Any:
+    """Rich Live on a terminal; one plain line per finished trial otherwise (CI, log files)."""
+    from rich.console import Console
+
+    from regsweep import _tune
+    from regsweep._live import LiveView
+
+    console = console or Console()
+    view = LiveView(metric, mode, epochs, console) if console.is_terminal else PlainProgress(metric)
+    _tune.set_trial_listener(view)
+    return view
+
+
+def _finish_view(view: Any) -> None:
     from regsweep import _tune
 
-    progress = PlainProgress(metric)
-    _tune.set_trial_listener(progress)
-    return progress
+    if hasattr(view, "stop"):
+        view.stop()
+    _tune.set_trial_listener(None)
 
 
-def _summarise(frame: Any, metric: str, mode: str, name: str) -> None:
-    ends = frame.groupby(["stage", "trial_id"])["status"].last()
-    counts = ends.value_counts().to_dict()
-    print(f"sweep {name}: {len(ends)} trials " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    if metric in frame and frame[metric].notna().any():
-        best = frame.loc[frame[metric].idxmax() if mode == "max" else frame[metric].idxmin()]
-        params = " ".join(f"{k[len('config/'):]}={best[k]}" for k in frame.columns
-                          if k.startswith("config/") and best[k] == best[k] and best[k] is not None)
-        print(f"best single trial: {metric} {best[metric]:.4f} with {params} seed={best['seed']} "
-              f"(one seed; see the leaderboard for means over seeds)")
+def print_leaderboard(frame: Any, metric: str, mode: str, name: str, top: int = 10, fmt: str = "table",
+                      console: Any = None) -> None:
+    from rich.console import Console
+
+    from regsweep._leaderboard import build_leaderboard
+    from regsweep._render import render_csv, render_json, render_markdown, render_rich
+
+    board = build_leaderboard(frame, metric, mode, name, top=top)
+    if fmt == "table":
+        if console is None:
+            console = Console()
+            if not console.is_terminal:
+                console = Console(width=160)  # a log file is not 80 columns wide
+        console.print(render_rich(board))
+    else:
+        renderer = {"markdown": render_markdown, "csv": render_csv, "json": render_json}[fmt]
+        sys.stdout.write(renderer(board))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -69,20 +92,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     from regsweep._validate import load_sweep
 
     sweep = load_sweep(args.spec, parse_overrides(args.set), smoke=args.smoke)
-    progress = _attach_progress(sweep.spec.metric)
-    frame = start_sweep(sweep, args.results, storage=args.storage, fresh=args.fresh,
-                        on_stage=progress.stage_started, mlflow=not args.no_mlflow)
-    _summarise(frame, sweep.spec.metric, sweep.spec.mode, sweep_name(sweep))
+    view = _attach_view(sweep.spec.metric, sweep.spec.mode, sweep.epochs)
+    try:
+        frame = start_sweep(sweep, args.results, storage=args.storage, fresh=args.fresh,
+                            on_stage=view.stage_started, mlflow=not args.no_mlflow)
+    finally:
+        _finish_view(view)
+    name = sweep_name(sweep)
+    _summarise(frame, name)
+    print_leaderboard(frame, sweep.spec.metric, sweep.spec.mode, name)
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from regsweep._sweep import resume_sweep
+    from regsweep._sweep import open_sweep, resume_sweep
 
-    progress = _attach_progress("val_acc")
-    sweep, frame = resume_sweep(args.name, args.results, on_stage=progress.stage_started)
-    progress.metric = sweep.spec.metric
-    _summarise(frame, sweep.spec.metric, sweep.spec.mode, args.name)
+    sweep, _, _ = open_sweep(args.name, args.results)
+    view = _attach_view(sweep.spec.metric, sweep.spec.mode, sweep.epochs)
+    try:
+        sweep, frame = resume_sweep(args.name, args.results, on_stage=view.stage_started)
+    finally:
+        _finish_view(view)
+    _summarise(frame, args.name)
+    print_leaderboard(frame, sweep.spec.metric, sweep.spec.mode, args.name)
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """Read the Parquet results alone (no Ray) and print the leaderboard."""
+    from regsweep._results import read_results
+    from regsweep._sweep import STATE_FILE, SweepStateError, read_state
+
+    state_path = Path(args.results) / args.name / STATE_FILE
+    if not state_path.exists():
+        known = sorted(p.parent.name for p in Path(args.results).glob(f"*/{STATE_FILE}"))
+        raise SweepStateError(f"no sweep called {args.name!r} in {args.results}/; known: {', '.join(known) or 'none'}")
+    state = read_state(state_path)
+    frame = read_results(state["storage"])
+    metric = args.metric or state.get("metric", "val_acc")
+    mode = args.mode or state.get("mode", "max")
+    if metric not in frame:
+        raise SweepStateError(f"--metric {metric}: not in the results of {args.name}")
+    print_leaderboard(frame, metric, mode, args.name, top=args.top, fmt=args.format)
     return 0
 
 
@@ -138,6 +189,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     common(p)
     p.set_defaults(func=cmd_sync_mlflow)
+
+    p = sub.add_parser("leaderboard", help="the best configurations, factors and pairs, from the results alone")
+    p.add_argument("name")
+    p.add_argument("--top", type=int, default=10, help="configurations shown (default 10)")
+    p.add_argument("--metric", help="rank on another reported metric")
+    p.add_argument("--mode", choices=["min", "max"], help="with --metric: lower or higher is better")
+    p.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
+    common(p)
+    p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("list", help="sweeps and their state")
     common(p)

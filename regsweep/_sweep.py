@@ -200,7 +200,7 @@ def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str 
         "name": name, "spec_path": str(sweep.spec_path), "spec_text": sweep.spec_text, "spec_hash": sweep.spec_hash,
         "overrides": sweep.overrides, "smoke": sweep.smoke, "storage": paths.storage, "status": "running",
         "pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time(), "argv": sys.argv,
-        "mlflow": mlflow,
+        "mlflow": mlflow, "metric": sweep.spec.metric, "mode": sweep.spec.mode, "epochs": sweep.epochs,
     }
     (paths.local / "spec.yaml").write_text(sweep.spec_text)
     _write_state(paths, state)

@@ -36,7 +36,7 @@ _LISTENERS: list[Callable[[dict[str, Any]], None]] = []
 
 
 def set_trial_listener(listener: Callable[[dict[str, Any]], None] | None) -> None:
-    """Call `listener` with each finished trial's record (None removes it)."""
+    """Call `listener` with every journal record: epochs (kind 'epoch') and ends (kind 'end')."""
     _LISTENERS.clear()
     if listener is not None:
         _LISTENERS.append(listener)
@@ -113,6 +113,8 @@ class JournalCallback(tune.Callback):
         row = {**self._base(trial), **metrics, "kind": "epoch", "reported_at": time.time()}
         self._last[trial.trial_id] = result
         self.journal.write(row)
+        for listener in _LISTENERS:
+            listener(row)
 
     def _end(self, trial: Any, status: str, stopped_by: str, error: str | None = None) -> None:
         last = self._last.pop(trial.trial_id, None) or trial.last_result or {}
@@ -124,7 +126,7 @@ class JournalCallback(tune.Callback):
             record["epochs_trained"] = last.get("epoch", last.get("training_iteration"))
         self.journal.write(record)
         for listener in _LISTENERS:
-            listener({**record, "metrics": last})
+            listener({**record, "kind": "end", "metrics": last})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = self._last.get(trial.trial_id) or trial.last_result or {}

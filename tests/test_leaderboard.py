@@ -1,0 +1,131 @@
+"""Leaderboard: pure functions of a results table, rendered on a recorded fixed-width Console."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from regsweep._leaderboard import build_leaderboard
+from regsweep._render import render_csv, render_json, render_markdown, render_rich
+
+
+def synthetic(configs, seeds=5, epochs=3, rng_seed=0):
+    """A results table: configs maps a dropout value to (mean, sd) of the final val_acc."""
+    rng = np.random.default_rng(rng_seed)
+    rows = []
+    for index, (dropout, (mean, sd)) in enumerate(configs.items()):
+        for seed in range(seeds):
+            final = rng.normal(mean, sd)
+            for epoch in range(1, epochs + 1):
+                rows.append({"stage": "search", "trial_id": f"t{index}_{seed}", "config_id": f"c{index}",
+                             "seed": seed, "config/dropout": dropout, "epoch": epoch,
+                             "val_acc": final - 0.01 * (epochs - epoch), "gap": 0.02, "params": 1000,
+                             "best_epoch": epochs, "status": "completed", "stopped_by": "completed"})
+    return pd.DataFrame(rows)
+
+
+def record(board, width=140):
+    console = Console(record=True, width=width, force_terminal=False, color_system=None)
+    console.print(render_rich(board))
+    return console.export_text()
+
+
+def test_same_distribution_is_tied():
+    board = build_leaderboard(synthetic({0.1: (0.90, 0.01), 0.3: (0.90, 0.01)}), "val_acc", "max", "ties")
+    assert list(board.top["best"]) == [True, False] and list(board.top["tied"]) == [False, True]
+    factor = board.factors["config/dropout"]
+    assert factor["tied"].sum() == 1
+    text = record(board)
+    assert text.count("tied") >= 2 and "best" in text
+
+
+def test_clearly_better_configuration_is_alone_at_the_top():
+    board = build_leaderboard(synthetic({0.0: (0.80, 0.005), 0.1: (0.97, 0.005), 0.5: (0.85, 0.005)}),
+                              "val_acc", "max", "clear")
+    top = board.top
+    assert top.iloc[0]["dropout"] == "0.1" and top.iloc[0]["best"]
+    assert not top["tied"].any()
+    assert top.iloc[0]["n"] == 5 and top.iloc[0]["low"] < top.iloc[0]["mean"] < top.iloc[0]["high"]
+    text = record(board)
+    assert "tied" not in text.split("Factor")[0]
+
+
+def test_minimise_metric_ranks_lowest_first():
+    frame = synthetic({0.0: (0.5, 0.01), 0.2: (0.2, 0.01)}).rename(columns={"val_acc": "val_loss"})
+    board = build_leaderboard(frame, "val_loss", "min")
+    assert board.top.iloc[0]["dropout"] == "0.2"
+
+
+def test_asha_stopped_trials_compared_at_their_rung_only():
+    frame = synthetic({0.0: (0.9, 0.01), 0.1: (0.92, 0.01)}, seeds=3, epochs=4)
+    stopped = frame["trial_id"].isin(["t0_0", "t0_1"]) & (frame["epoch"] > 2)
+    frame = frame[~stopped].copy()
+    mask = frame["trial_id"].isin(["t0_0", "t0_1"])
+    frame.loc[mask, "status"] = "stopped_early"
+    frame.loc[mask, "stopped_by"] = "asha@2"
+    frame.loc[mask & (frame["epoch"] == 2), "val_acc"] = 0.99  # would win if mixed with full-budget metrics
+    board = build_leaderboard(frame, "val_acc", "max")
+    assert board.top.set_index("dropout").loc["0", "n"] == 1
+    assert board.top.iloc[0]["dropout"] == "0.1"
+    rung = board.rungs.iloc[0]
+    assert rung["epoch"] == 2 and rung["stopped"] == 2 and rung["continued"] == 4
+    assert any("compared only at the rung they reached" in line for line in board.footer)
+
+
+def test_continuous_factor_is_binned():
+    configs = {round(d, 3): (0.9 - d * 0.1, 0.01) for d in np.linspace(0, 0.6, 20)}
+    board = build_leaderboard(synthetic(configs, seeds=1), "val_acc", "max")
+    levels = board.factors["config/dropout"]["value"].tolist()
+    assert len(levels) == 4 and all(".." in level for level in levels)
+
+
+@pytest.fixture(scope="module")
+def factorial(tmp_path_factory, ray_local):
+    """A real tiny factorial sweep: dropout x norm on digits, 2 seeds."""
+    import yaml
+
+    from regsweep._sweep import start_sweep
+    from regsweep._validate import load_sweep
+
+    folder = tmp_path_factory.mktemp("factorial")
+    spec = folder / "factorial.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "factorial", "trainable": "cnn", "dataset": "digits", "fixed": {"epochs": 2, "filters": 8},
+        "search_space": {"dropout": {"grid": [0.0, 0.5]}, "norm": {"grid": ["batch", "none"]}},
+        "search": {"algorithm": "grid"}, "seeds": 2,
+    }))
+    frame = start_sweep(load_sweep(spec), str(folder / "results"), mlflow=False)
+    return folder, frame
+
+
+def test_leaderboard_of_a_real_sweep_on_recorded_console(factorial):
+    _, frame = factorial
+    board = build_leaderboard(frame, "val_acc", "max", "factorial")
+    text = record(board, width=150)
+    lines = text.splitlines()
+    assert lines[0] == "factorial: 8 trials (completed 8); ranked on search"
+    assert "Top configurations" in text and "Factor dropout" in text and "Factor norm" in text
+    assert "dropout x norm (mean val_acc; * best)" in text or "norm x dropout (mean val_acc; * best)" in text
+    assert text.count("*") >= 1 and "overfit:" in text
+    rows = [line for line in lines if line.startswith("│ 1 ")]
+    assert rows and "best" in rows[0] and "completed 2" in rows[0]
+    assert len(board.top) == 4 and set(board.top["n"]) == {2}
+    markdown = render_markdown(board)
+    assert markdown.startswith("### Top configurations") and "| # | dropout | norm |" in markdown
+    assert len(pd.read_csv(__import__("io").StringIO(render_csv(board)))) == 4
+    payload = json.loads(render_json(board))
+    assert set(payload["factors"]) == {"dropout", "norm"} and len(payload["top"]) == 4
+
+
+def test_leaderboard_command_needs_no_ray(factorial):
+    folder, _ = factorial
+    code = ("import sys; from regsweep.cli import main; "
+            f"rc = main(['leaderboard', 'factorial', '--results', {str(folder / 'results')!r}, '--format', 'json', "
+            "'--top', '2']); assert 'ray' not in sys.modules, 'leaderboard imported ray'; sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["top"]) == 2
