@@ -47,6 +47,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summarise(frame: Any, name: str) -> None:
+    ends = frame.groupby(["stage", "trial_id"])["status"].last()
+    counts = ends.value_counts().to_dict()
+    print(f"sweep {name}: {len(ends)} trials " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+          flush=True)
+
+
 def _attach_view(metric: str, mode: str, epochs: int, console: Any = None) -> Any:
     """Rich Live on a terminal; one plain line per finished trial otherwise (CI, log files)."""
     from rich.console import Console

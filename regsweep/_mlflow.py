@@ -10,6 +10,7 @@ never blocks training; when the server is away the journal keeps everything and 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import subprocess
@@ -22,6 +23,9 @@ from typing import Any, Iterable
 # One failed request must not stall the driver for minutes of backoff; we retry ourselves.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+# MLflow's store set-up chatter (alembic migrations, "View run at ...") is not the user's business.
+for _name in ("mlflow", "alembic"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 DEFAULT_DIR = "mlruns"
 RUN_STATUS = {"completed": "FINISHED", "stopped_early": "FINISHED", "diverged": "FAILED", "error": "FAILED"}
