@@ -4,12 +4,14 @@ REGSWEEP ?= $(PYTHON) -m regsweep
 SMOKE_FLAG = $(if $(filter 1 true yes,$(SMOKE)),--smoke,)
 RESULTS ?= results
 SWEEPS = dropout norm depth pooling interactions regularizers combined
+SMOKE_SUFFIX = $(if $(filter 1 true yes,$(SMOKE)),-smoke,)
 
 MLFLOW_PORT ?= 5000
 MLFLOW_BACKEND ?= sqlite:///mlruns/mlflow.db
 MLFLOW_ARTIFACTS ?= mlruns/artifacts
 
-.PHONY: install test bench bench-quick $(addprefix sweep-,$(SWEEPS)) validate-sweeps mlflow-ui mlflow-server
+.PHONY: install test bench bench-quick $(addprefix sweep-,$(SWEEPS)) $(addprefix report-,$(SWEEPS)) \
+	validate-sweeps mlflow-ui mlflow-server
 
 # torch first: 2.13.0 comes from local disk here; a user's own (CUDA) build is kept as it is.
 install:
@@ -32,6 +34,10 @@ bench-quick:
 # One target per study in the seed journals: `make sweep-norm`, `SMOKE=1 make sweep-norm`, ...
 $(addprefix sweep-,$(SWEEPS)): sweep-%:
 	$(REGSWEEP) run sweeps/$*.yaml $(SMOKE_FLAG) --fresh --results $(RESULTS)
+
+# The experiment journal of a sweep that ran: reports/NAME/journal.md and its figures.
+$(addprefix report-,$(SWEEPS)): report-%:
+	$(REGSWEEP) report $*$(SMOKE_SUFFIX) --results $(RESULTS)
 
 validate-sweeps:
 	for spec in sweeps/*.yaml; do $(REGSWEEP) validate $$spec || exit 1; done

@@ -152,6 +152,14 @@ def cmd_sync_mlflow(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from regsweep._report import write_report
+
+    journal = write_report(args.name, args.results, args.reports)
+    print(f"wrote {journal} and its figures")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from regsweep._sweep import list_sweeps
 
@@ -205,6 +213,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
     common(p)
     p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("report", help="write the experiment journal (Markdown + PNG figures) for a sweep")
+    p.add_argument("name")
+    p.add_argument("--reports", default="reports", help="output folder (default: reports)")
+    common(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("list", help="sweeps and their state")
     common(p)

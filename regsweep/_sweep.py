@@ -201,6 +201,7 @@ def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str 
         "overrides": sweep.overrides, "smoke": sweep.smoke, "storage": paths.storage, "status": "running",
         "pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time(), "argv": sys.argv,
         "mlflow": mlflow, "metric": sweep.spec.metric, "mode": sweep.spec.mode, "epochs": sweep.epochs,
+        "fixed": sweep.fixed,
     }
     (paths.local / "spec.yaml").write_text(sweep.spec_text)
     _write_state(paths, state)

@@ -172,6 +172,10 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke:
                                 f"{did_you_mean(spec.trainable, names)}", source))
 
     problems += _check_space(spec, space, source)
+    from regsweep._claims import claim_problems
+
+    for index, claim in enumerate(spec.claims):
+        problems += [Problem(f"claims[{index}]", claim, message, source) for message in claim_problems(claim, list(space))]
     if spec.scheduler.type == "asha" and spec.scheduler.grace_period > sweep.epochs:
         problems.append(Problem("scheduler.grace_period", spec.scheduler.grace_period,
                                 f"must be at most the epoch budget ({sweep.epochs})", source))

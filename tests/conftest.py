@@ -1,9 +1,13 @@
 import os
+import tempfile
 
 import pytest
 
 # Tests run on two cores; keep torch from oversubscribing them.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Whatever a test or fixture forgets, MLflow never writes into the checkout.
+_SESSION_MLRUNS = tempfile.mkdtemp(prefix="regsweep-tests-mlruns-")
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_MLRUNS}/mlflow.db"
 
 
 @pytest.fixture(autouse=True)
