@@ -142,7 +142,9 @@ def _log_to_mlflow(state: dict[str, Any], spec: dict[str, Any], journal: Path, f
     try:
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(resolve_tracking_uri(spec.get("tracking_uri")))
+        # The store the sweep logged to, unless the environment points elsewhere (e.g. with credentials).
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or state.get("mlflow_uri") or resolve_tracking_uri(spec.get("tracking_uri"))
+        client = MlflowClient(uri)
         for path in [journal, *figures]:
             client.log_artifact(parent, str(path), artifact_path="report")
     except Exception as exc:  # the journal on disk is what matters; MLflow is a copy
