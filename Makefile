@@ -6,12 +6,15 @@ RESULTS ?= results
 SWEEPS = dropout norm depth pooling interactions regularizers combined
 SMOKE_SUFFIX = $(if $(filter 1 true yes,$(SMOKE)),-smoke,)
 
+CLUSTER ?= cluster.yaml
+SWEEP ?= dropout
+STORAGE ?= s3://YOUR-BUCKET/regsweep
 MLFLOW_PORT ?= 5000
 MLFLOW_BACKEND ?= sqlite:///mlruns/mlflow.db
 MLFLOW_ARTIFACTS ?= mlruns/artifacts
 
 .PHONY: install test bench bench-quick $(addprefix sweep-,$(SWEEPS)) $(addprefix report-,$(SWEEPS)) \
-	validate-sweeps mlflow-ui mlflow-server
+	validate-sweeps mlflow-ui mlflow-server cluster-sweep
 
 # torch first: 2.13.0 comes from local disk here; a user's own (CUDA) build is kept as it is.
 install:
@@ -53,3 +56,9 @@ mlflow-server:
 	mkdir -p mlruns
 	$(PYTHON) -m mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --backend-store-uri $(MLFLOW_BACKEND) \
 		--artifacts-destination $(MLFLOW_ARTIFACTS)
+
+# A sweep on the cluster of `ray up cluster.yaml`: runs on the head, streams the live view and the
+# leaderboard to this terminal; results and checkpoints on shared storage, MLflow on the head's loopback.
+cluster-sweep:
+	ray exec $(CLUSTER) "cd ~/regsweep && MLFLOW_TRACKING_URI=http://127.0.0.1:5000 \
+		python3 -m regsweep run sweeps/$(SWEEP).yaml --storage $(STORAGE) --fresh $(SMOKE_FLAG)"

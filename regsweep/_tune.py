@@ -63,9 +63,11 @@ def run_trial(config: dict[str, Any], payload: TrialPayload) -> None:
     """The Ray Tune function trainable: one epoch per report, a checkpoint with every report."""
     params = trial_params(config, payload.space)
     full = {**payload.fixed, **params}
+    # Where and since when this attempt runs: the results show how trials spread and packed.
+    placement = {"node_id": ray.get_runtime_context().get_node_id(), "attempt_started_at": time.time()}
     if payload.trainable.count(":") == 1:
         for metrics in load_user_trainable(payload.trainable)(full):
-            tune.report(dict(metrics))
+            tune.report({**metrics, **placement})
         return
     import trainables
 
@@ -80,6 +82,7 @@ def run_trial(config: dict[str, Any], payload: TrialPayload) -> None:
         metrics = trial.run_epoch()
         if trial.finished:
             metrics.update(trial.summary())
+        metrics.update(placement)
         with tempfile.TemporaryDirectory() as folder:
             trial.save(os.path.join(folder, CHECKPOINT_FILE))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

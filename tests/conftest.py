@@ -19,17 +19,24 @@ def _isolated_data_cache(tmp_path, monkeypatch):
     (tmp_path / "mlruns").mkdir(exist_ok=True)
 
 
-@pytest.fixture(scope="session")
-def ray_local():
-    """One real local Ray for the engine tests (2 CPUs, as on CI's machine)."""
-    import pathlib
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+# Workers import user trainables from tests/helpers, as a user's own package would be importable.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS_DIR, os.environ.get("PYTHONPATH")]))
 
+
+def start_local_ray():
+    """A real local Ray with 2 CPUs, as on CI's machine (no-op when one is running)."""
     import ray
 
-    tests_dir = str(pathlib.Path(__file__).parent)
-    # Workers import user trainables from tests/helpers, as a user's own package would be importable.
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    return ray
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for the engine tests; the multi-node tests put it back after their cluster."""
+    ray = start_local_ray()
     yield ray
     ray.shutdown()
 
