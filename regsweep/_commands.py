@@ -75,6 +75,14 @@ def _finish_view(view: Any) -> None:
     _tune.set_trial_listener(None)
 
 
+def _stop_ray() -> None:
+    """Explicitly, not from the interpreter's exit hooks, which take seconds longer."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 def print_leaderboard(frame: Any, metric: str, mode: str, name: str, top: int = 10, fmt: str = "table",
                       console: Any = None) -> None:
     from rich.console import Console
@@ -105,6 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                             on_stage=view.stage_started, mlflow=not args.no_mlflow)
     finally:
         _finish_view(view)
+        _stop_ray()
     name = sweep_name(sweep)
     _summarise(frame, name)
     print_leaderboard(frame, sweep.spec.metric, sweep.spec.mode, name)
@@ -120,6 +129,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         sweep, frame = resume_sweep(args.name, args.results, on_stage=view.stage_started)
     finally:
         _finish_view(view)
+        _stop_ray()
     _summarise(frame, args.name)
     print_leaderboard(frame, sweep.spec.metric, sweep.spec.mode, args.name)
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 Norm2d = Literal["none", "batch", "instance", "layer", "group"]
 Norm1d = Literal["none", "batch", "layer"]
@@ -70,18 +70,24 @@ class MLPConfig(TrainConfig):
     norm_position: Literal["before_act", "after_act"] = "before_act"
     residual: bool = False
 
-    @model_validator(mode="after")
-    def _check_lists(self) -> "MLPConfig":
-        if not self.hidden or any(w < 1 for w in self.hidden):
-            raise ValueError(f"hidden must be a non-empty list of positive widths, given {self.hidden}")
-        rates = self.dropout if isinstance(self.dropout, list) else [self.dropout]
+    # Field validators (not a model validator) so an error names the key it is about.
+    @field_validator("hidden")
+    @classmethod
+    def _check_hidden(cls, hidden: list[int]) -> list[int]:
+        if not hidden or any(w < 1 for w in hidden):
+            raise ValueError(f"hidden must be a non-empty list of positive widths, given {hidden}")
+        return hidden
+
+    @field_validator("dropout")
+    @classmethod
+    def _check_dropout(cls, dropout: Union[float, list[float]], info: ValidationInfo) -> Union[float, list[float]]:
+        rates = dropout if isinstance(dropout, list) else [dropout]
         if any(not 0.0 <= r < 1.0 for r in rates):
-            raise ValueError(f"dropout rates must be in [0, 1), given {self.dropout}")
-        if isinstance(self.dropout, list) and len(self.dropout) != len(self.hidden):
-            raise ValueError(
-                f"dropout list has {len(self.dropout)} rates for {len(self.hidden)} hidden layers"
-            )
-        return self
+            raise ValueError(f"dropout rates must be in [0, 1), given {dropout}")
+        hidden = info.data.get("hidden")
+        if isinstance(dropout, list) and hidden is not None and len(dropout) != len(hidden):
+            raise ValueError(f"dropout list has {len(dropout)} rates for {len(hidden)} hidden layers")
+        return dropout
 
     def dropout_rates(self) -> list[float]:
         """One dropout rate per hidden layer."""
