@@ -109,7 +109,11 @@ def write_report(name: str, results_root: str = "results", reports_root: str = "
     doc += ["## Parameter importance", ""]
     if importances:
         figures.append(_plots.importance_bars(importances, out / "importance.png"))
-        doc += ["| parameter | importance (fANOVA) |", "| --- | --- |"]
+        from regsweep._importance import MAX_TRIALS
+
+        sampled = f" (a fixed sample of {MAX_TRIALS} of {len(deciding)} trials)" if len(deciding) > MAX_TRIALS else ""
+        doc += [f"Optuna's fANOVA over the finished trials{sampled}.", "",
+                "| parameter | importance (fANOVA) |", "| --- | --- |"]
         doc += [f"| {k} | {v:.3f} |" for k, v in importances.items()] + ["", "![importance](importance.png)", ""]
     else:
         doc += ["_Too few finished trials or varying parameters for fANOVA._", ""]
