@@ -19,7 +19,7 @@ from trainables.data import DATASETS
 
 # Metrics the built-in trainables report per epoch or at the end.
 BUILTIN_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "gap", "best_val_acc",
-                   "best_val_loss", "test_acc", "test_loss")
+                   "best_val_loss", "test_acc", "test_loss", "val_mae", "test_mae")
 SMOKE_EPOCHS = 3
 SMOKE_SAMPLES = 4
 
@@ -146,7 +146,8 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke:
         space = dict(spec.search_space)
 
     if smoke:
-        spec.dataset = "digits"
+        builtin = trainables.TRAINABLES.get(spec.trainable)
+        spec.dataset = builtin.smoke_dataset if builtin else spec.dataset
         spec.search.num_samples = min(spec.search.num_samples, SMOKE_SAMPLES)
     fixed = dict(spec.fixed)
     if spec.dataset is not None:
@@ -154,12 +155,14 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke:
     if smoke:
         fixed.pop("data_dir", None)
         fixed["epochs"] = min(int(fixed.get("epochs", SMOKE_EPOCHS)), SMOKE_EPOCHS)
+        spec.scheduler.grace_period = min(spec.scheduler.grace_period, fixed["epochs"])
     sweep = Sweep(spec, space, fixed, spec_path, spec_path.read_text(encoding="utf-8"), smoke, overrides)
 
     if spec.trainable in trainables.TRAINABLES:
-        if spec.dataset is not None and spec.dataset not in DATASETS:
+        image = trainables.TRAINABLES[spec.trainable].smoke_dataset == "digits"
+        if image and spec.dataset is not None and spec.dataset not in DATASETS:
             problems.append(Problem("dataset", spec.dataset, f"allowed: {', '.join(DATASETS)}{did_you_mean(spec.dataset, DATASETS)}", source))
-        if spec.metric not in BUILTIN_METRICS:
+        if spec.metric not in BUILTIN_METRICS and not spec.metric.startswith(("val_loss_", "test_loss_")):
             problems.append(Problem("metric", spec.metric, f"allowed: {', '.join(BUILTIN_METRICS)}{did_you_mean(spec.metric, BUILTIN_METRICS)}", source))
     elif ":" in spec.trainable:
         try:

@@ -6,7 +6,7 @@ A trainable is a plain function of a config dict that yields one flat metrics di
         print(metrics)
 """
 
-from trainables._config import CNNConfig, MLPConfig, TrainConfig
+from trainables._config import CNNConfig, MLPConfig, ResMLPConfig, TrainConfig
 from trainables._problems import Problem, did_you_mean
 from trainables._registry import (
     TRAINABLES,
@@ -15,6 +15,7 @@ from trainables._registry import (
     cnn,
     get_trainable,
     mlp,
+    resmlp,
 )
 from trainables.data import DatasetError
 from trainables.loop import Trial
@@ -33,4 +34,6 @@ __all__ = [
     "did_you_mean",
     "get_trainable",
     "mlp",
+    "resmlp",
+    "ResMLPConfig",
 ]

@@ -94,3 +94,47 @@ class MLPConfig(TrainConfig):
         if isinstance(self.dropout, list):
             return list(self.dropout)
         return [self.dropout] * len(self.hidden)
+
+
+class ResMLPConfig(TrainConfig):
+    """Residual MLP regression on a table (seed 002)."""
+
+    dataset: str = "diabetes"  # or parquet:PATH
+    features: Optional[list[str]] = None
+    target: Optional[str] = None
+    group_by: list[str] = Field(default_factory=list)
+    width: int = Field(256, ge=1, le=65_536)
+    blocks: list[int] = Field(default_factory=lambda: [256, 128, 64])
+    dropout: Union[float, list[float]] = Field(default_factory=lambda: [0.3, 0.2, 0.1])
+    log_target: bool = False
+    group_weights: Union[None, Literal["balanced"], dict[str, float]] = None
+    embed_columns: list[str] = Field(default_factory=list)
+    embed_dim: int = Field(4, ge=1, le=256)
+
+    @field_validator("dataset")
+    @classmethod
+    def _check_dataset(cls, dataset: str) -> str:
+        if dataset != "diabetes" and not dataset.startswith("parquet:"):
+            raise ValueError(f"allowed: diabetes or parquet:PATH, given {dataset!r}")
+        return dataset
+
+    @field_validator("blocks")
+    @classmethod
+    def _check_blocks(cls, blocks: list[int]) -> list[int]:
+        if not blocks or any(b < 1 for b in blocks):
+            raise ValueError(f"blocks must be a non-empty list of positive widths, given {blocks}")
+        return blocks
+
+    @field_validator("dropout")
+    @classmethod
+    def _check_dropout(cls, dropout: Union[float, list[float]], info: ValidationInfo) -> Union[float, list[float]]:
+        rates = dropout if isinstance(dropout, list) else [dropout]
+        if any(not 0.0 <= r < 1.0 for r in rates):
+            raise ValueError(f"dropout rates must be in [0, 1), given {dropout}")
+        blocks = info.data.get("blocks")
+        if isinstance(dropout, list) and blocks is not None and len(dropout) != len(blocks):
+            raise ValueError(f"dropout list has {len(dropout)} rates for {len(blocks)} blocks")
+        return dropout
+
+    def dropout_rates(self) -> list[float]:
+        return list(self.dropout) if isinstance(self.dropout, list) else [self.dropout] * len(self.blocks)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from pydantic import ValidationError
 
-from trainables._config import CNNConfig, MLPConfig, TrainConfig
+from trainables._config import CNNConfig, MLPConfig, ResMLPConfig, TrainConfig
 from trainables._problems import Problem, did_you_mean, problems_from_validation_error
 from trainables.data import load_dataset
-from trainables.loop import Trial
+from trainables.loop import RegressionTrial, Trial
 from trainables.models import InvalidModelConfig, check_buildable
 
 # Image shape and classes per dataset, so checks need no data on disk.
@@ -30,12 +30,26 @@ class ConfigError(ValueError):
         self.problems = problems
 
 
+def image_shape_of(cfg: TrainConfig) -> tuple[tuple[int, ...], int]:
+    return DATASET_SHAPES[cfg.dataset]
+
+
+def table_shape_of(cfg: TrainConfig) -> tuple[tuple[int, ...], int]:
+    from trainables.data._tabular import DIABETES_FEATURES
+
+    features = cfg.features or (DIABETES_FEATURES if cfg.dataset == "diabetes" else ())
+    return (len(features),), 1
+
+
 @dataclass(frozen=True)
 class TrainableSpec:
     """A built-in trainable: its config model and how to make a Trial of it."""
 
     name: str
     config_model: type[TrainConfig]
+    trial_class: type[Trial] = Trial
+    shape_of: Callable[[TrainConfig], tuple[tuple[int, ...], int]] = image_shape_of
+    smoke_dataset: str = "digits"  # the offline data of smoke runs and tests
 
     @property
     def keys(self) -> list[str]:
@@ -47,9 +61,9 @@ class TrainableSpec:
             cfg = self.config_model.model_validate(config)
         except ValidationError as exc:
             return problems_from_validation_error(exc, {"": self.keys})
-        shape, classes = DATASET_SHAPES[cfg.dataset]
+        shape, outputs = self.shape_of(cfg)
         try:
-            check_buildable(cfg, shape, classes)
+            check_buildable(cfg, shape, outputs)
         except InvalidModelConfig as exc:
             return [Problem(exc.key, config.get(exc.key, getattr(cfg, exc.key, None)), exc.message)]
         return []
@@ -62,7 +76,7 @@ class TrainableSpec:
         return self.config_model.model_validate(config)
 
     def make_trial(self, config: dict[str, Any]) -> Trial:
-        return Trial(self.parse(config))
+        return self.trial_class(self.parse(config))
 
     def run(self, config: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Yield each epoch's metrics; the last one also carries the trial's summary."""
@@ -78,6 +92,7 @@ class TrainableSpec:
 TRAINABLES: dict[str, TrainableSpec] = {
     "cnn": TrainableSpec("cnn", CNNConfig),
     "mlp": TrainableSpec("mlp", MLPConfig),
+    "resmlp": TrainableSpec("resmlp", ResMLPConfig, RegressionTrial, table_shape_of, "diabetes"),
 }
 
 
@@ -97,6 +112,11 @@ def cnn(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def mlp(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The MLP trainable as a plain function of `config`."""
     return TRAINABLES["mlp"].run(config)
+
+
+def resmlp(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The residual MLP regression trainable as a plain function of `config`."""
+    return TRAINABLES["resmlp"].run(config)
 
 
 def dataset_shape(name: str) -> tuple[tuple[int, ...], int]:

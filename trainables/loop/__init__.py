@@ -1,5 +1,6 @@
 """The training loop: one resumable Trial per config, no Ray required."""
 
-from trainables.loop._trial import Trial
+from trainables.loop._regression import RegressionTrial
+from trainables.loop._trial import Splits, Trial
 
-__all__ = ["Trial"]
+__all__ = ["RegressionTrial", "Splits", "Trial"]

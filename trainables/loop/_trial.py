@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import torch
@@ -15,6 +16,21 @@ from trainables.data import load_dataset, split_train_val
 from trainables.models import build_model, count_parameters
 
 _EVAL_BATCH = 2048
+
+
+@dataclass
+class Splits:
+    """Arrays of one trial's data; `extras` holds per-row arrays a task needs (weights, groups)."""
+
+    train_x: Any
+    train_y: Any
+    val_x: Any
+    val_y: Any
+    test_x: Any
+    test_y: Any
+    input_shape: tuple[int, ...]
+    outputs: int
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def _pick_device(name: str) -> torch.device:
@@ -35,22 +51,17 @@ class Trial:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = _pick_device(cfg.device)
-        data = load_dataset(cfg.dataset, cfg.data_dir)
-        train_idx, val_idx = split_train_val(data.train_y, cfg.val_fraction, cfg.seed)
+        splits = self.load_splits()
         # oneDNN (CPU) and cuDNN convolutions run about 1.4x faster on channels-last images.
         layout = torch.channels_last if isinstance(cfg, CNNConfig) else torch.contiguous_format
         self.memory_format = layout
-
-        def as_tensor(array):
-            tensor = torch.as_tensor(array, device=self.device)
-            return tensor.contiguous(memory_format=layout) if tensor.dim() == 4 else tensor
-
-        self.train_x, self.train_y = as_tensor(data.train_x[train_idx]), as_tensor(data.train_y[train_idx])
-        self.val_x, self.val_y = as_tensor(data.train_x[val_idx]), as_tensor(data.train_y[val_idx])
-        self._test = (data.test_x, data.test_y)
+        self.train_x, self.train_y = self.as_tensor(splits.train_x), self.as_tensor(splits.train_y)
+        self.val_x, self.val_y = self.as_tensor(splits.val_x), self.as_tensor(splits.val_y)
+        self._test = (splits.test_x, splits.test_y)
+        self.extras = {k: self.as_tensor(v) for k, v in splits.extras.items()}
 
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg, data.image_shape, data.num_classes).to(self.device, memory_format=layout)
+        self.model = self.build_model(splits).to(self.device, memory_format=layout)
         self.params = count_parameters(self.model)
         self._penalised = [p for p in self.model.parameters() if p.dim() > 1]
         self.optimizer = self._make_optimizer()
@@ -63,6 +74,28 @@ class Trial:
         self.bad_epochs = 0
         self.status = "running"
         self.stopped_by: str | None = None
+
+    # Hooks that a task (classification here; regression, forecasting) overrides.
+    classification = True
+
+    def load_splits(self) -> Splits:
+        """Train, validation (from the trial's seed) and held-out test arrays."""
+        cfg = self.cfg
+        data = load_dataset(cfg.dataset, cfg.data_dir)
+        train_idx, val_idx = split_train_val(data.train_y, cfg.val_fraction, cfg.seed)
+        return Splits(data.train_x[train_idx], data.train_y[train_idx], data.train_x[val_idx],
+                      data.train_y[val_idx], data.test_x, data.test_y, data.image_shape, data.num_classes)
+
+    def build_model(self, splits: Splits) -> torch.nn.Module:
+        return build_model(self.cfg, splits.input_shape, splits.outputs)
+
+    def batch_loss(self, outputs: torch.Tensor, target: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Mean loss of a training batch (`index` selects the batch's rows, for per-row weights)."""
+        return F.cross_entropy(outputs.float(), target)
+
+    def as_tensor(self, array: Any) -> torch.Tensor:
+        tensor = torch.as_tensor(array, device=self.device)
+        return tensor.contiguous(memory_format=self.memory_format) if tensor.dim() == 4 else tensor
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg, params = self.cfg, self.model.parameters()
@@ -110,7 +143,7 @@ class Trial:
             x, y = self.train_x[idx], self.train_y[idx]
             with self._autocast():
                 logits = self.model(x)
-                loss = F.cross_entropy(logits.float(), y)
+                loss = self.batch_loss(logits, y, idx)
             penalty = self.penalty()
             objective = loss + penalty
             if not torch.isfinite(objective):
@@ -123,13 +156,20 @@ class Trial:
             # Accumulate on the device; one sync per epoch instead of one per batch.
             loss_sum += loss.detach() * len(y)
             penalty_sum += penalty.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-        return {"train_loss": loss_sum.item() / n, "train_penalty": penalty_sum.item() / n,
-                "train_acc": correct.item() / n}
+            if self.classification:
+                correct += (logits.argmax(1) == y).sum()
+        metrics = {"train_loss": loss_sum.item() / n, "train_penalty": penalty_sum.item() / n}
+        if self.classification:
+            metrics["train_acc"] = correct.item() / n
+        return metrics
 
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy of the current model on (x, y)."""
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, split: str) -> dict[str, float]:
+        """Metrics of the current model on one split: {'loss': ..., 'acc': ...} here."""
+        loss, acc = self._classification_metrics(x, y)
+        return {"loss": loss, "acc": acc}
+
+    def _classification_metrics(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         self.model.eval()
         loss_sum, correct = 0.0, 0
         for start in range(0, len(y), _EVAL_BATCH):
@@ -151,15 +191,16 @@ class Trial:
         if train.get("diverged"):
             self.status, self.stopped_by = "diverged", "diverged"
             return {"epoch": self.epoch, "lr": lr, "status": "diverged", "diverged_epoch": self.epoch}
-        val_loss, val_acc = self.evaluate(self.val_x, self.val_y)
+        val = {f"val_{k}": v for k, v in self.evaluate(self.val_x, self.val_y, "val").items()}
+        val_loss = val["val_loss"]
         if not math.isfinite(val_loss):
             self.status, self.stopped_by = "diverged", "diverged"
             return {"epoch": self.epoch, "lr": lr, **train, "status": "diverged", "diverged_epoch": self.epoch}
         self._step_schedule(val_loss)
-        self._track_best(val_loss, val_acc)
+        self._track_best(val_loss, val.get("val_acc"))
         seconds = time.perf_counter() - started
         return {
-            "epoch": self.epoch, **train, "val_loss": val_loss, "val_acc": val_acc,
+            "epoch": self.epoch, **train, **val,
             "gap": val_loss - train["train_loss"], "lr": lr, "epoch_seconds": seconds,
             "samples_per_second": len(self.train_y) / seconds, "status": self.status,
         }
@@ -172,8 +213,9 @@ class Trial:
         else:
             self.scheduler.step()
 
-    def _track_best(self, val_loss: float, val_acc: float) -> None:
-        self.best["val_acc"] = max(self.best["val_acc"], val_acc)
+    def _track_best(self, val_loss: float, val_acc: float | None) -> None:
+        if val_acc is not None:
+            self.best["val_acc"] = max(self.best["val_acc"], val_acc)
         if val_loss < self.best["val_loss"]:
             self.best.update(epoch=self.epoch, val_loss=val_loss)
             self.bad_epochs = 0
@@ -196,14 +238,15 @@ class Trial:
         result = {
             "status": self.status, "stopped_by": self.stopped_by, "epochs_trained": self.epoch,
             "params": self.params, "best_epoch": self.best["epoch"],
-            "best_val_loss": self.best["val_loss"], "best_val_acc": self.best["val_acc"],
+            "best_val_loss": self.best["val_loss"],
         }
+        if self.classification:
+            result["best_val_acc"] = self.best["val_acc"]
         if self.cfg.eval_test and self.status != "diverged":
             if self.best_state is not None:
                 self.model.load_state_dict(self.best_state)
-            test_x = torch.as_tensor(self._test[0], device=self.device).contiguous(memory_format=self.memory_format)
-            test_y = torch.as_tensor(self._test[1], device=self.device)
-            result["test_loss"], result["test_acc"] = self.evaluate(test_x, test_y)
+            test = self.evaluate(self.as_tensor(self._test[0]), self.as_tensor(self._test[1]), "test")
+            result.update({f"test_{k}": v for k, v in test.items()})
         return result
 
     def state_dict(self) -> dict[str, Any]:

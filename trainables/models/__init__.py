@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainables._config import CNNConfig, MLPConfig, TrainConfig
+from trainables._config import CNNConfig, MLPConfig, ResMLPConfig, TrainConfig
 from trainables.models._cnn import InvalidModelConfig, block_widths, build_cnn
 from trainables.models._mlp import DenseBlock, build_mlp
+from trainables.models._resmlp import ResMLP
 
 
 def build_model(cfg: TrainConfig, image_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -16,6 +17,11 @@ def build_model(cfg: TrainConfig, image_shape: tuple[int, ...], num_classes: int
         return build_cnn(cfg, image_shape, num_classes)
     if isinstance(cfg, MLPConfig):
         return build_mlp(cfg, image_shape, num_classes)
+    if isinstance(cfg, ResMLPConfig):
+        # Embedding vocabularies come from the data; for shape checks one code per column will do.
+        embed_index = list(range(len(cfg.embed_columns)))
+        return ResMLP(image_shape[0], cfg.width, cfg.blocks, cfg.dropout_rates(), cfg.log_target,
+                      embed_index, [2] * len(embed_index), cfg.embed_dim)
     raise TypeError(f"no model for config type {type(cfg).__name__}")
 
 
