@@ -3,7 +3,7 @@ PYTHON ?= python3
 REGSWEEP ?= $(PYTHON) -m regsweep
 SMOKE_FLAG = $(if $(filter 1 true yes,$(SMOKE)),--smoke,)
 RESULTS ?= results
-SWEEPS = dropout norm depth pooling interactions regularizers combined resmlp
+SWEEPS = dropout norm depth pooling interactions regularizers combined resmlp convlstm
 SMOKE_SUFFIX = $(if $(filter 1 true yes,$(SMOKE)),-smoke,)
 
 CLUSTER ?= cluster.yaml

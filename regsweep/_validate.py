@@ -19,7 +19,7 @@ from trainables.data import DATASETS
 
 # Metrics the built-in trainables report per epoch or at the end.
 BUILTIN_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "gap", "best_val_acc",
-                   "best_val_loss", "test_acc", "test_loss", "val_mae", "test_mae")
+                   "best_val_loss", "test_acc", "test_loss", "val_mae", "test_mae", "val_skill", "test_skill")
 SMOKE_EPOCHS = 3
 SMOKE_SAMPLES = 4
 

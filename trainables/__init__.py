@@ -6,7 +6,7 @@ A trainable is a plain function of a config dict that yields one flat metrics di
         print(metrics)
 """
 
-from trainables._config import CNNConfig, MLPConfig, ResMLPConfig, TrainConfig
+from trainables._config import CNNConfig, ConvLSTMConfig, MLPConfig, ResMLPConfig, TrainConfig
 from trainables._problems import Problem, did_you_mean
 from trainables._registry import (
     TRAINABLES,
@@ -14,6 +14,7 @@ from trainables._registry import (
     TrainableSpec,
     cnn,
     get_trainable,
+    convlstm,
     mlp,
     resmlp,
 )
@@ -36,4 +37,6 @@ __all__ = [
     "mlp",
     "resmlp",
     "ResMLPConfig",
+    "convlstm",
+    "ConvLSTMConfig",
 ]

@@ -138,3 +138,34 @@ class ResMLPConfig(TrainConfig):
 
     def dropout_rates(self) -> list[float]:
         return list(self.dropout) if isinstance(self.dropout, list) else [self.dropout] * len(self.blocks)
+
+
+class ConvLSTMConfig(TrainConfig):
+    """Stacked ConvLSTM forecasting of a (time, height, width) field (seed 000)."""
+
+    dataset: str = "synthetic"  # or npy:PATH, npz:PATH[:KEY]
+    synthetic_shape: list[int] = Field(default_factory=lambda: [120, 24, 32])
+    data_seed: int = Field(0, ge=0)
+    seq_len: int = Field(5, ge=1, le=64)
+    horizon: int = Field(1, ge=1, le=64)
+    layers: int = Field(2, ge=1, le=6)
+    filters: int = Field(32, ge=1, le=512)
+    kernel_size: Literal[1, 3, 5, 7] = 3
+    norm: Literal["none", "batch"] = "batch"
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    batch_size: int = Field(16, ge=1, le=65_536)
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+
+    @field_validator("dataset")
+    @classmethod
+    def _check_dataset(cls, dataset: str) -> str:
+        if dataset != "synthetic" and not dataset.startswith(("npy:", "npz:")):
+            raise ValueError(f"allowed: synthetic, npy:PATH or npz:PATH[:KEY], given {dataset!r}")
+        return dataset
+
+    @field_validator("synthetic_shape")
+    @classmethod
+    def _check_shape(cls, shape: list[int]) -> list[int]:
+        if len(shape) != 3 or min(shape) < 2:
+            raise ValueError(f"synthetic_shape is [frames, height, width], each >= 2; given {shape}")
+        return shape

@@ -7,10 +7,10 @@ from typing import Any, Callable, Iterator
 
 from pydantic import ValidationError
 
-from trainables._config import CNNConfig, MLPConfig, ResMLPConfig, TrainConfig
+from trainables._config import CNNConfig, ConvLSTMConfig, MLPConfig, ResMLPConfig, TrainConfig
 from trainables._problems import Problem, did_you_mean, problems_from_validation_error
 from trainables.data import load_dataset
-from trainables.loop import RegressionTrial, Trial
+from trainables.loop import ForecastTrial, RegressionTrial, Trial
 from trainables.models import InvalidModelConfig, check_buildable
 
 # Image shape and classes per dataset, so checks need no data on disk.
@@ -39,6 +39,14 @@ def table_shape_of(cfg: TrainConfig) -> tuple[tuple[int, ...], int]:
 
     features = cfg.features or (DIABETES_FEATURES if cfg.dataset == "diabetes" else ())
     return (len(features),), 1
+
+
+def field_shape_of(cfg: TrainConfig) -> tuple[tuple[int, ...], int]:
+    from trainables.loop._forecast import CHANNELS
+
+    if cfg.dataset == "synthetic":
+        return (CHANNELS, cfg.synthetic_shape[1], cfg.synthetic_shape[2]), 1
+    return (CHANNELS, 8, 8), 1  # a user's field: any size works for the model's shape checks
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,7 @@ TRAINABLES: dict[str, TrainableSpec] = {
     "cnn": TrainableSpec("cnn", CNNConfig),
     "mlp": TrainableSpec("mlp", MLPConfig),
     "resmlp": TrainableSpec("resmlp", ResMLPConfig, RegressionTrial, table_shape_of, "diabetes"),
+    "convlstm": TrainableSpec("convlstm", ConvLSTMConfig, ForecastTrial, field_shape_of, "synthetic"),
 }
 
 
@@ -112,6 +121,11 @@ def cnn(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def mlp(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The MLP trainable as a plain function of `config`."""
     return TRAINABLES["mlp"].run(config)
+
+
+def convlstm(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The ConvLSTM forecasting trainable as a plain function of `config`."""
+    return TRAINABLES["convlstm"].run(config)
 
 
 def resmlp(config: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainables._config import CNNConfig, MLPConfig, ResMLPConfig, TrainConfig
+from trainables._config import CNNConfig, ConvLSTMConfig, MLPConfig, ResMLPConfig, TrainConfig
 from trainables.models._cnn import InvalidModelConfig, block_widths, build_cnn
 from trainables.models._mlp import DenseBlock, build_mlp
+from trainables.models._convlstm import ConvLSTMForecaster
 from trainables.models._resmlp import ResMLP
 
 
@@ -17,6 +18,8 @@ def build_model(cfg: TrainConfig, image_shape: tuple[int, ...], num_classes: int
         return build_cnn(cfg, image_shape, num_classes)
     if isinstance(cfg, MLPConfig):
         return build_mlp(cfg, image_shape, num_classes)
+    if isinstance(cfg, ConvLSTMConfig):
+        return ConvLSTMForecaster(image_shape[0], cfg.layers, cfg.filters, cfg.kernel_size, cfg.dropout, cfg.norm)
     if isinstance(cfg, ResMLPConfig):
         # Embedding vocabularies come from the data; for shape checks one code per column will do.
         embed_index = list(range(len(cfg.embed_columns)))
@@ -38,7 +41,9 @@ def check_buildable(cfg: TrainConfig, image_shape: tuple[int, ...], num_classes:
     with torch.device("meta"):
         model = build_model(cfg, image_shape, num_classes)
         try:
-            model(torch.empty(2, *image_shape))
+            # A forecaster takes a sequence: (batch, time, channels, height, width).
+            shape = (2, cfg.seq_len, *image_shape) if isinstance(cfg, ConvLSTMConfig) else (2, *image_shape)
+            model(torch.empty(*shape))
         except RuntimeError as exc:
             raise InvalidModelConfig("model", f"forward pass fails: {exc}") from None
     return count_parameters(model)
