@@ -12,7 +12,26 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 Norm2d = Literal["none", "batch", "instance", "layer", "group"]
 Norm1d = Literal["none", "batch", "layer"]
-Rate = float  # annotated per field with ge/le below
+Rates = Union[float, list[float]]  # one dropout rate for every layer, or one per layer
+
+
+def _check_widths(key: str, widths: list[int]) -> list[int]:
+    if not widths or any(w < 1 for w in widths):
+        raise ValueError(f"{key} must be a non-empty list of positive widths, given {widths}")
+    return widths
+
+
+def _check_rates(dropout: Rates, layers: list[int] | None, what: str) -> Rates:
+    rates = dropout if isinstance(dropout, list) else [dropout]
+    if any(not 0.0 <= r < 1.0 for r in rates):
+        raise ValueError(f"dropout rates must be in [0, 1), given {dropout}")
+    if isinstance(dropout, list) and layers is not None and len(dropout) != len(layers):
+        raise ValueError(f"dropout list has {len(dropout)} rates for {len(layers)} {what}")
+    return dropout
+
+
+def _per_layer(dropout: Rates, layers: int) -> list[float]:
+    return list(dropout) if isinstance(dropout, list) else [dropout] * layers
 
 
 class TrainConfig(BaseModel):
@@ -65,7 +84,7 @@ class MLPConfig(TrainConfig):
     """Flattened inputs through dense layers; per-layer dropout and optional residuals (seed 002/004)."""
 
     hidden: list[int] = Field(default_factory=lambda: [256, 128])
-    dropout: Union[float, list[float]] = 0.0
+    dropout: Rates = 0.0
     norm: Norm1d = "none"
     norm_position: Literal["before_act", "after_act"] = "before_act"
     residual: bool = False
@@ -74,26 +93,16 @@ class MLPConfig(TrainConfig):
     @field_validator("hidden")
     @classmethod
     def _check_hidden(cls, hidden: list[int]) -> list[int]:
-        if not hidden or any(w < 1 for w in hidden):
-            raise ValueError(f"hidden must be a non-empty list of positive widths, given {hidden}")
-        return hidden
+        return _check_widths("hidden", hidden)
 
     @field_validator("dropout")
     @classmethod
-    def _check_dropout(cls, dropout: Union[float, list[float]], info: ValidationInfo) -> Union[float, list[float]]:
-        rates = dropout if isinstance(dropout, list) else [dropout]
-        if any(not 0.0 <= r < 1.0 for r in rates):
-            raise ValueError(f"dropout rates must be in [0, 1), given {dropout}")
-        hidden = info.data.get("hidden")
-        if isinstance(dropout, list) and hidden is not None and len(dropout) != len(hidden):
-            raise ValueError(f"dropout list has {len(dropout)} rates for {len(hidden)} hidden layers")
-        return dropout
+    def _check_dropout(cls, dropout: Rates, info: ValidationInfo) -> Rates:
+        return _check_rates(dropout, info.data.get("hidden"), "hidden layers")
 
     def dropout_rates(self) -> list[float]:
         """One dropout rate per hidden layer."""
-        if isinstance(self.dropout, list):
-            return list(self.dropout)
-        return [self.dropout] * len(self.hidden)
+        return _per_layer(self.dropout, len(self.hidden))
 
 
 class ResMLPConfig(TrainConfig):
@@ -105,7 +114,7 @@ class ResMLPConfig(TrainConfig):
     group_by: list[str] = Field(default_factory=list)
     width: int = Field(256, ge=1, le=65_536)
     blocks: list[int] = Field(default_factory=lambda: [256, 128, 64])
-    dropout: Union[float, list[float]] = Field(default_factory=lambda: [0.3, 0.2, 0.1])
+    dropout: Rates = Field(default_factory=lambda: [0.3, 0.2, 0.1])
     log_target: bool = False
     group_weights: Union[None, Literal["balanced"], dict[str, float]] = None
     embed_columns: list[str] = Field(default_factory=list)
@@ -121,23 +130,16 @@ class ResMLPConfig(TrainConfig):
     @field_validator("blocks")
     @classmethod
     def _check_blocks(cls, blocks: list[int]) -> list[int]:
-        if not blocks or any(b < 1 for b in blocks):
-            raise ValueError(f"blocks must be a non-empty list of positive widths, given {blocks}")
-        return blocks
+        return _check_widths("blocks", blocks)
 
     @field_validator("dropout")
     @classmethod
-    def _check_dropout(cls, dropout: Union[float, list[float]], info: ValidationInfo) -> Union[float, list[float]]:
-        rates = dropout if isinstance(dropout, list) else [dropout]
-        if any(not 0.0 <= r < 1.0 for r in rates):
-            raise ValueError(f"dropout rates must be in [0, 1), given {dropout}")
-        blocks = info.data.get("blocks")
-        if isinstance(dropout, list) and blocks is not None and len(dropout) != len(blocks):
-            raise ValueError(f"dropout list has {len(dropout)} rates for {len(blocks)} blocks")
-        return dropout
+    def _check_dropout(cls, dropout: Rates, info: ValidationInfo) -> Rates:
+        return _check_rates(dropout, info.data.get("blocks"), "blocks")
 
     def dropout_rates(self) -> list[float]:
-        return list(self.dropout) if isinstance(self.dropout, list) else [self.dropout] * len(self.blocks)
+        """One dropout rate per residual block."""
+        return _per_layer(self.dropout, len(self.blocks))
 
 
 class ConvLSTMConfig(TrainConfig):
