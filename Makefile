@@ -24,15 +24,14 @@ install:
 test:
 	$(PYTHON) -m pytest -q
 
+BENCHES = epoch_throughput tracking_overhead leaderboard_scale overhead search_efficiency scale
+
+# Every benchmark, side by side figures; `bench-quick` runs each in its quick mode (< 3 minutes each).
 bench:
-	$(PYTHON) bench/epoch_throughput.py
-	$(PYTHON) bench/tracking_overhead.py
-	$(PYTHON) bench/leaderboard_scale.py
+	for b in $(BENCHES); do $(PYTHON) bench/$$b.py || exit 1; done
 
 bench-quick:
-	$(PYTHON) bench/epoch_throughput.py --quick
-	$(PYTHON) bench/tracking_overhead.py --quick
-	$(PYTHON) bench/leaderboard_scale.py --quick
+	for b in $(BENCHES); do $(PYTHON) bench/$$b.py --quick || exit 1; done
 
 # One target per study in the seed journals: `make sweep-norm`, `SMOKE=1 make sweep-norm`, ...
 $(addprefix sweep-,$(SWEEPS)): sweep-%:
