@@ -52,8 +52,8 @@ def test_out_of_range_value(write_spec):
 
 def test_unknown_trainable(write_spec):
     found, _ = problems(write_spec, trainable="cnnn")
-    assert any("trainable: given 'cnnn'; allowed: cnn, mlp or package.module:function (did you mean 'cnn'?)" in f
-               for f in found)
+    assert any("trainable: given 'cnnn'; allowed: cnn, mlp, resmlp, convlstm or package.module:function "
+               "(did you mean 'cnn'?)" in f for f in found)
 
 
 def test_user_trainable_that_cannot_be_imported(write_spec):
@@ -148,10 +148,13 @@ def test_cli_exits_2_without_traceback_and_creates_nothing(tmp_path, write_spec)
 def test_shipped_sweeps_validate():
     import pathlib
 
+    import trainables
+
     root = pathlib.Path(__file__).parent.parent
     for spec in sorted((root / "sweeps").glob("*.yaml")):
         for smoke in (False, True):
             sweep = load_sweep(spec, smoke=smoke)
             assert sweep.spec.seeds >= 1
             if smoke:
-                assert sweep.fixed["dataset"] == "digits" and sweep.epochs <= 3
+                offline = trainables.TRAINABLES[sweep.spec.trainable].smoke_dataset
+                assert sweep.fixed["dataset"] == offline and sweep.epochs <= 3
