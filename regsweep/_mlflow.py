@@ -92,17 +92,14 @@ def update_trials(trials: dict[str, TrialLog], records: Iterable[dict[str, Any]]
 
 def trials_from_frame(frame: Any) -> dict[str, TrialLog]:
     """TrialLogs from the Parquet results table (for sync-mlflow)."""
-    records = []
-    for row in frame.to_dict("records"):
-        row = {k: v for k, v in row.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
-        records.append({**row, "kind": "epoch"})
+    def present(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in row.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+
     trials: dict[str, TrialLog] = {}
-    update_trials(trials, records)
-    for row in frame.sort_values("epoch").groupby(["stage", "trial_id"]).tail(1).to_dict("records"):
-        trial = trials[f"{row['stage']}/{row['trial_id']}"]
-        if row.get("status") not in (None, "running"):
-            end = {k: v for k, v in row.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
-            update_trials(trials, [{**end, "kind": "end"}])
+    update_trials(trials, [{**present(row), "kind": "epoch"} for row in frame.to_dict("records")])
+    last_rows = frame.sort_values("epoch").groupby(["stage", "trial_id"]).tail(1).to_dict("records")
+    update_trials(trials, [{**present(row), "kind": "end"} for row in last_rows
+                           if row.get("status") not in (None, "running")])
     return trials
 
 

@@ -195,9 +195,7 @@ def build_tuner(sweep: Sweep, stage: str, storage: str, callback: JournalCallbac
                 points: list[dict[str, Any]] | None) -> tune.Tuner:
     """A Tuner for one stage: a list of points (grid, random, confirm) or Optuna's TPE search."""
     spec = sweep.spec
-    payload = TrialPayload(spec.trainable, sweep.fixed, sweep.space, max(1, int(spec.resources.cpu)))
-    trainable = tune.with_resources(tune.with_parameters(run_trial, payload=payload),
-                                    {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    trainable = _trainable(sweep)
     if points is not None:
         search_alg, num_samples = None, 1
         param_space = {"point": tune.grid_search(points)}
@@ -232,16 +230,22 @@ def build_tuner(sweep: Sweep, stage: str, storage: str, callback: JournalCallbac
 def restore_tuner(sweep: Sweep, stage: str, storage: str) -> tune.Tuner:
     """Reopen an interrupted stage: finished trials stay finished, unfinished ones resume from
     their last checkpoint, errored ones are not rerun."""
-    spec = sweep.spec
-    payload = TrialPayload(spec.trainable, sweep.fixed, sweep.space, max(1, int(spec.resources.cpu)))
-    trainable = tune.with_resources(tune.with_parameters(run_trial, payload=payload),
-                                    {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-    path = f"{storage.rstrip('/')}/{stage}" if "://" in storage else os.path.join(os.path.abspath(storage), stage)
-    return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
-                              restart_errored=False)
+    return tune.Tuner.restore(_stage_path(storage, stage), trainable=_trainable(sweep), resume_unfinished=True,
+                              resume_errored=False, restart_errored=False)
 
 
 def stage_exists(storage: str, stage: str) -> bool:
     """Whether Tune has saved state for this stage."""
-    path = f"{storage.rstrip('/')}/{stage}" if "://" in storage else os.path.join(os.path.abspath(storage), stage)
-    return tune.Tuner.can_restore(path)
+    return tune.Tuner.can_restore(_stage_path(storage, stage))
+
+
+def _stage_path(storage: str, stage: str) -> str:
+    return f"{storage.rstrip('/')}/{stage}" if "://" in storage else os.path.join(os.path.abspath(storage), stage)
+
+
+def _trainable(sweep: Sweep) -> Any:
+    """The stage's Tune trainable: run_trial with the shared payload and the spec's resources."""
+    spec = sweep.spec
+    payload = TrialPayload(spec.trainable, sweep.fixed, sweep.space, max(1, int(spec.resources.cpu)))
+    return tune.with_resources(tune.with_parameters(run_trial, payload=payload),
+                               {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
