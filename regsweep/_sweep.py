@@ -16,7 +16,7 @@ import pandas as pd
 
 from regsweep._results import JOURNAL_FILE, compact, read_journal, read_results
 from regsweep._space import grid_points, random_points
-from regsweep._validate import Sweep, load_sweep
+from regsweep._validate import Sweep, load_sweep, preflight_data
 
 STATE_FILE = "sweep.json"
 DEFAULT_RESULTS = "results"
@@ -185,6 +185,7 @@ def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str 
                 fresh: bool = False, on_stage: Callable[[str, int | None], None] | None = None,
                 mlflow: bool = True) -> pd.DataFrame:
     """Run a validated sweep from the start. Refuses to overwrite an existing sweep unless `fresh`."""
+    preflight_data(sweep)
     name = sweep_name(sweep)
     paths = SweepPaths.for_sweep(name, results_root, storage or sweep.spec.resources.storage)
     if paths.local.exists():

@@ -187,3 +187,14 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke:
     if problems:
         raise SpecError(problems)
     return sweep
+
+
+def preflight_data(sweep: Sweep) -> None:
+    """Load the sweep's data once on the driver before Ray starts: a missing download, a bad checksum or
+    a Parquet file without the named columns is one clear DatasetError here, not an error per trial.
+    (On one machine this also fills the download cache the trials then read.)"""
+    if not sweep.builtin:
+        return
+    points = grid_points(sweep.space) if sweep.spec.search.algorithm == "grid" else corner_points(sweep.space)
+    config = {**sweep.fixed, **(points[0] if points else {}), "seed": 0}
+    trainables.get_trainable(sweep.spec.trainable).make_trial(config)

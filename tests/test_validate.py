@@ -158,3 +158,16 @@ def test_shipped_sweeps_validate():
             if smoke:
                 offline = trainables.TRAINABLES[sweep.spec.trainable].smoke_dataset
                 assert sweep.fixed["dataset"] == offline and sweep.epochs <= 3
+
+
+def test_offline_dataset_fails_once_before_ray_starts(tmp_path, write_spec):
+    path = write_spec({**BASE, "dataset": "fashion_mnist"})
+    done = subprocess.run([sys.executable, "-c",
+                           "import sys; from regsweep.cli import main; rc = main(sys.argv[1:]); "
+                           "assert 'ray' not in sys.modules or not __import__('ray').is_initialized(); sys.exit(rc)",
+                           "run", str(path), "--results", str(tmp_path / "results")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.count("could not download train-images-idx3-ubyte.gz") == 1
+    assert "dataset=digits" in done.stderr
+    assert not (tmp_path / "results").exists()
