@@ -15,7 +15,6 @@ from regsweep._overrides import set_dotted
 from regsweep._space import FINITE, Space, corner_points, grid_points
 from regsweep._spec import SpecError, SweepSpec, load_space_files, parse_spec, read_yaml
 from trainables import Problem, did_you_mean
-from trainables.data import DATASETS
 
 # Metrics the built-in trainables report per epoch or at the end.
 BUILTIN_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "gap", "best_val_acc",
@@ -159,9 +158,6 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke:
     sweep = Sweep(spec, space, fixed, spec_path, spec_path.read_text(encoding="utf-8"), smoke, overrides)
 
     if spec.trainable in trainables.TRAINABLES:
-        image = trainables.TRAINABLES[spec.trainable].smoke_dataset == "digits"
-        if image and spec.dataset is not None and spec.dataset not in DATASETS:
-            problems.append(Problem("dataset", spec.dataset, f"allowed: {', '.join(DATASETS)}{did_you_mean(spec.dataset, DATASETS)}", source))
         if spec.metric not in BUILTIN_METRICS and not spec.metric.startswith(("val_loss_", "test_loss_")):
             problems.append(Problem("metric", spec.metric, f"allowed: {', '.join(BUILTIN_METRICS)}{did_you_mean(spec.metric, BUILTIN_METRICS)}", source))
     elif ":" in spec.trainable:
