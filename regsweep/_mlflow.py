@@ -27,10 +27,11 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 for _name in ("mlflow", "alembic"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
+from regsweep._results import SUMMARY_KEYS  # noqa: E402
+
 DEFAULT_DIR = "mlruns"
 RUN_STATUS = {"completed": "FINISHED", "stopped_early": "FINISHED", "diverged": "FAILED", "error": "FAILED"}
-FINAL_KEYS = ("params", "best_epoch", "best_val_loss", "best_val_acc", "test_loss", "test_acc", "epochs_trained")
-_SKIP_METRICS = {"epoch", "seed", "training_iteration", "reported_at", *FINAL_KEYS}
+_SKIP_METRICS = {"epoch", "seed", "training_iteration", "reported_at", *SUMMARY_KEYS}
 
 
 def resolve_tracking_uri(spec_uri: str | None) -> str:
@@ -82,7 +83,7 @@ def update_trials(trials: dict[str, TrialLog], records: Iterable[dict[str, Any]]
                                            record.get("config_id", ""), record.get("seed"), params)
         if record.get("kind") == "end":
             trial.status, trial.stopped_by, trial.error = record["status"], record.get("stopped_by"), record.get("error")
-            trial.final = {k: float(record[k]) for k in FINAL_KEYS
+            trial.final = {k: float(record[k]) for k in SUMMARY_KEYS
                            if isinstance(record.get(k), (int, float)) and math.isfinite(record[k])}
         elif record.get("epoch"):
             trial.epochs[int(record["epoch"])] = _numeric(record)

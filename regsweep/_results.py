@@ -17,8 +17,9 @@ import pyarrow.parquet as pq
 RESULTS_FILE = "results.parquet"
 JOURNAL_FILE = "journal.jsonl"
 KEY = ["stage", "trial_id", "epoch"]
-TRIAL_LEVEL = ("params", "best_epoch", "best_val_loss", "best_val_acc", "test_loss", "test_acc",
-               "epochs_trained", "stopped_by", "error")
+# What a trial reports once, at its end (the trainables' summary); every row of the trial carries it.
+SUMMARY_KEYS = ("params", "best_epoch", "best_val_loss", "best_val_acc", "test_loss", "test_acc", "epochs_trained")
+TRIAL_LEVEL = (*SUMMARY_KEYS, "stopped_by", "error")
 
 
 def _clean(value: Any) -> Any:

@@ -22,10 +22,6 @@ class Estimate:
     high: float
     n: int
 
-    @property
-    def half_width(self) -> float:
-        return (self.high - self.low) / 2 if self.n > 1 else math.nan
-
     def overlaps(self, other: "Estimate") -> bool:
         """Whether the two intervals overlap; a single replicate overlaps everything (we cannot tell)."""
         if self.n < 2 or other.n < 2:

@@ -28,7 +28,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
-from regsweep._results import Journal  # noqa: E402
+from regsweep._results import SUMMARY_KEYS, Journal  # noqa: E402
 from regsweep._space import OptunaDefineByRun, config_id, decode_point  # noqa: E402
 from regsweep._validate import Sweep, load_user_trainable  # noqa: E402
 
@@ -125,7 +125,7 @@ class JournalCallback(tune.Callback):
     def _end(self, trial: Any, status: str, stopped_by: str, error: str | None = None) -> None:
         last = self._last.pop(trial.trial_id, None) or trial.last_result or {}
         record = {**self._base(trial), "kind": "end", "status": status, "stopped_by": stopped_by, "error": error}
-        for key in ("params", "best_epoch", "best_val_loss", "best_val_acc", "test_loss", "test_acc", "epochs_trained"):
+        for key in SUMMARY_KEYS:
             if key in last:
                 record[key] = last[key]
         if "epochs_trained" not in record and last:

@@ -6,8 +6,9 @@ import argparse
 import json
 import math
 import sys
-from typing import Any, Callable
+from typing import Any
 
+from regsweep._commands import register as register_engine_commands
 from regsweep._overrides import UsageError, parse_overrides
 
 
@@ -44,18 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="regsweep", description="Declarative regularization sweeps.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_trial(sub)
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    register_engine_commands(sub)
     return parser
 
 
-def _register_engine(sub: argparse._SubParsersAction) -> None:
-    from regsweep._commands import register
-
-    register(sub)
-
-
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_engine]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,6 @@ from pydantic import ValidationError
 
 from trainables._config import CNNConfig, ConvLSTMConfig, MLPConfig, ResMLPConfig, TrainConfig
 from trainables._problems import Problem, did_you_mean, problems_from_validation_error
-from trainables.data import load_dataset
 from trainables.loop import ForecastTrial, RegressionTrial, Trial
 from trainables.models import InvalidModelConfig, check_buildable
 
@@ -131,11 +130,3 @@ def convlstm(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
 def resmlp(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The residual MLP regression trainable as a plain function of `config`."""
     return TRAINABLES["resmlp"].run(config)
-
-
-def dataset_shape(name: str) -> tuple[tuple[int, ...], int]:
-    """(image shape, classes) of a dataset, loading it only when it is not a known one."""
-    if name in DATASET_SHAPES:
-        return DATASET_SHAPES[name]
-    data = load_dataset(name)
-    return data.image_shape, data.num_classes
