@@ -124,7 +124,7 @@ class ResMLPConfig(TrainConfig):
     @classmethod
     def _check_dataset(cls, dataset: str) -> str:
         if dataset != "diabetes" and not dataset.startswith("parquet:"):
-            raise ValueError(f"allowed: diabetes or parquet:PATH, given {dataset!r}")
+            raise ValueError("allowed: diabetes or parquet:PATH")
         return dataset
 
     @field_validator("blocks")
@@ -162,7 +162,7 @@ class ConvLSTMConfig(TrainConfig):
     @classmethod
     def _check_dataset(cls, dataset: str) -> str:
         if dataset != "synthetic" and not dataset.startswith(("npy:", "npz:")):
-            raise ValueError(f"allowed: synthetic, npy:PATH or npz:PATH[:KEY], given {dataset!r}")
+            raise ValueError("allowed: synthetic, npy:PATH or npz:PATH[:KEY]")
         return dataset
 
     @field_validator("synthetic_shape")
