@@ -66,6 +66,12 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def ended_trials(path: Path, stage: str) -> frozenset[str]:
+    """Trials of a stage whose end is in the journal: on resume they are done, whatever Tune's last
+    snapshot (taken every few seconds) says about them."""
+    return frozenset(r["trial_id"] for r in read_journal(path) if r.get("kind") == "end" and r.get("stage") == stage)
+
+
 def _encode_nested(frame: pd.DataFrame) -> pd.DataFrame:
     """Columns holding lists or dicts (e.g. fc_units) become JSON text: Parquet needs one type."""
     for column in frame.columns:

@@ -38,6 +38,9 @@ class ResourceSettings(_Strict):
     max_failures: int = Field(2, ge=0)
     time_budget_s: Optional[float] = Field(None, gt=0.0)
     storage: Optional[str] = None
+    checkpoint_every_s: float = Field(
+        10.0, ge=0.0, description="seconds of training between a trial's checkpoints (0: every epoch); "
+        "the last epoch is always saved")
 
 
 class Distribution(_Strict):

@@ -19,7 +19,7 @@ os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "4")
 # Parquet table are the record, and on two cores that driver time is taken from the trials.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 # Snapshot the experiment every 2 s (Tune's automatic period starts at 10 s): after a crash, trials
-# resume from checkpoints at most this old, so finished trials are rarely trained again.
+# resume from the checkpoints this snapshot knows. Trials that ended after it are known from the journal.
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 
 import ray  # noqa: E402
@@ -28,7 +28,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
-from regsweep._results import SUMMARY_KEYS, Journal  # noqa: E402
+from regsweep._results import SUMMARY_KEYS, Journal, ended_trials  # noqa: E402
 from regsweep._space import OptunaDefineByRun, config_id, decode_point  # noqa: E402
 from regsweep._validate import Sweep, load_user_trainable  # noqa: E402
 
@@ -54,6 +54,8 @@ class TrialPayload:
     fixed: dict[str, Any]
     space: dict[str, Any]
     threads: int
+    checkpoint_every_s: float
+    ended: frozenset[str] = frozenset()  # on resume: trials the journal shows finished
 
 
 def trial_params(config: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +65,10 @@ def trial_params(config: dict[str, Any], space: dict[str, Any]) -> dict[str, Any
 
 
 def run_trial(config: dict[str, Any], payload: TrialPayload) -> None:
-    """The Ray Tune function trainable: one epoch per report, a checkpoint with every report."""
+    """The Ray Tune function trainable: one epoch per report; a checkpoint with the last epoch and
+    whenever `checkpoint_every_s` of training passed since the previous one."""
+    if tune.get_context().get_trial_id() in payload.ended:
+        return  # it finished before the driver died, after Tune's last snapshot: nothing to train
     params = trial_params(config, payload.space)
     full = {**payload.fixed, **params}
     # Where and since when this attempt runs: the results show how trials spread and packed.
@@ -81,14 +86,21 @@ def run_trial(config: dict[str, Any], payload: TrialPayload) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             trial.load(os.path.join(folder, CHECKPOINT_FILE))
+    # Saving every epoch of a 50 ms epoch costs more than the epoch, and every saved checkpoint makes
+    # Tune snapshot the whole experiment; a crash loses at most checkpoint_every_s of training.
+    last_saved = time.monotonic()
     while not trial.finished:
         metrics = trial.run_epoch()
         if trial.finished:
             metrics.update(trial.summary())
         metrics.update(placement)
+        if not trial.finished and time.monotonic() - last_saved < payload.checkpoint_every_s:
+            tune.report(metrics)
+            continue
         with tempfile.TemporaryDirectory() as folder:
             trial.save(os.path.join(folder, CHECKPOINT_FILE))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        last_saved = time.monotonic()
 
 
 class JournalCallback(tune.Callback):
@@ -99,9 +111,18 @@ class JournalCallback(tune.Callback):
         self.journal = Journal(journal_path)
         self.stage, self.space, self.epochs, self.asha = stage, space, epochs, asha
         self._last: dict[str, dict[str, Any]] = {}
+        self._ended = ended_trials(journal_path, stage)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_last": {}}
+        return {**self.__dict__, "_last": {}, "_ended": frozenset()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Unpickled by Tuner.restore: trials the journal shows ended get no second end record.
+        self.__dict__.update(state)
+        self._ended = ended_trials(self.journal.path, self.stage)
+
+    def _already_ended(self, trial: Any) -> bool:
+        return trial.trial_id in self._ended
 
     def _base(self, trial: Any) -> dict[str, Any]:
         params = trial_params(trial.config, self.space)
@@ -135,6 +156,8 @@ class JournalCallback(tune.Callback):
             listener({**record, "kind": "end", "metrics": last})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self._already_ended(trial):
+            return
         last = self._last.get(trial.trial_id) or trial.last_result or {}
         status = last.get("status")
         if status in ("completed", "stopped_early", "diverged"):
@@ -146,6 +169,8 @@ class JournalCallback(tune.Callback):
             self._end(trial, "completed", "completed")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self._already_ended(trial):
+            return
         self._end(trial, "error", "error", _error_message(trial))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
@@ -222,16 +247,19 @@ def build_tuner(sweep: Sweep, stage: str, storage: str, callback: JournalCallbac
     run_config = tune.RunConfig(
         name=stage, storage_path=storage_path, verbose=0, callbacks=[callback],
         failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        # Tune snapshots the experiment whenever a trial has saved num_to_keep checkpoints since the last
+        # snapshot; with 1 that is every checkpoint, a full JSON + searcher pickle each time (O(N^2)).
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
     )
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
-def restore_tuner(sweep: Sweep, stage: str, storage: str) -> tune.Tuner:
-    """Reopen an interrupted stage: finished trials stay finished, unfinished ones resume from
-    their last checkpoint, errored ones are not rerun."""
-    return tune.Tuner.restore(_stage_path(storage, stage), trainable=_trainable(sweep), resume_unfinished=True,
-                              resume_errored=False, restart_errored=False)
+def restore_tuner(sweep: Sweep, stage: str, storage: str, ended: frozenset[str]) -> tune.Tuner:
+    """Reopen an interrupted stage: finished trials stay finished (those in Tune's snapshot and those
+    `ended` per the journal), unfinished ones resume from their last checkpoint, errored ones are
+    not rerun."""
+    return tune.Tuner.restore(_stage_path(storage, stage), trainable=_trainable(sweep, ended),
+                              resume_unfinished=True, resume_errored=False, restart_errored=False)
 
 
 def stage_exists(storage: str, stage: str) -> bool:
@@ -243,9 +271,10 @@ def _stage_path(storage: str, stage: str) -> str:
     return f"{storage.rstrip('/')}/{stage}" if "://" in storage else os.path.join(os.path.abspath(storage), stage)
 
 
-def _trainable(sweep: Sweep) -> Any:
+def _trainable(sweep: Sweep, ended: frozenset[str] = frozenset()) -> Any:
     """The stage's Tune trainable: run_trial with the shared payload and the spec's resources."""
     spec = sweep.spec
-    payload = TrialPayload(spec.trainable, sweep.fixed, sweep.space, max(1, int(spec.resources.cpu)))
+    payload = TrialPayload(spec.trainable, sweep.fixed, sweep.space, max(1, int(spec.resources.cpu)),
+                           spec.resources.checkpoint_every_s, ended)
     return tune.with_resources(tune.with_parameters(run_trial, payload=payload),
                                {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import sys
@@ -53,6 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `regsweep` console script."""
+    try:
+        return _run(argv)
+    finally:
+        if argv is None:  # a process of its own, not a caller such as a test
+            # Nothing is left to free when the command ends, yet the interpreter's final collection
+            # walks every object of torch, Ray, pandas and MLflow: about 1.2 s of exit on 2 cores.
+            # Frozen objects are skipped; the command closed and flushed its files itself.
+            gc.freeze()
+
+
+def _run(argv: list[str] | None) -> int:
     import trainables
     from regsweep._spec import SpecError
     from regsweep._sweep import SweepStateError

@@ -100,7 +100,7 @@ def test_worker_node_failure_resumes_trials_from_checkpoints(cluster, tmp_path, 
         "name": "failover", "trainable": "cnn", "dataset": "digits",
         "fixed": {"epochs": 6, "filters": 16, "batch_size": 16},
         "search_space": {"dropout": {"grid": [0.0, 0.1, 0.2, 0.3]}},
-        "resources": {"cpu": 1, "gpu": 0.5, "max_failures": 3},
+        "resources": {"cpu": 1, "gpu": 0.5, "max_failures": 3, "checkpoint_every_s": 0},
     })
     journal = tmp_path / "results" / "failover" / "journal.jsonl"
     killed = []

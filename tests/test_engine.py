@@ -39,6 +39,26 @@ def test_grid_sweep_runs_every_point_and_seed(ray_local, tmp_path, write_spec):
     assert list_sweeps(str(tmp_path / "results"))[0]["status"] == "finished"
 
 
+@pytest.mark.parametrize("every, kept", [(None, [(0, 3)]), (0, [(1, 2), (2, 3)])], ids=["default", "every-epoch"])
+def test_trial_checkpoints_follow_checkpoint_every_s(ray_local, tmp_path, write_spec, every, kept):
+    """Short epochs save only the last one by default; checkpoint_every_s: 0 saves each epoch (Tune
+    keeps the newest two)."""
+    import torch
+
+    resources = {} if every is None else {"checkpoint_every_s": every}
+    spec = write_spec({
+        "name": "ckpt", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 3, "hidden": [16]},
+        "search_space": {"dropout": {"grid": [0.0, 0.3]}}, "search": {"algorithm": "grid"},
+        "resources": resources,
+    })
+    _, frame = run(spec, tmp_path)
+    assert set(trial_ends(frame)["status"]) == {"completed"}
+    for trial_id in frame["trial_id"].unique():
+        folders = sorted((tmp_path / "results" / "ckpt" / "search" / trial_id).glob("checkpoint_*"))
+        saved = [(int(f.name.split("_")[1]), torch.load(f / "trial.pt", weights_only=False)["epoch"]) for f in folders]
+        assert saved == kept
+
+
 def test_optuna_asha_stops_trials_and_confirms_top_k(ray_local, tmp_path, write_spec):
     spec = write_spec({
         "name": "tpe", "trainable": "mlp", "dataset": "digits",

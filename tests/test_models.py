@@ -75,6 +75,25 @@ def test_parameter_count_matches_meta_build():
     assert real == expected
 
 
+@pytest.mark.parametrize("limit", [10**9, 0], ids=["cpu", "meta"])
+def test_shape_check_on_cpu_memory_and_on_meta_agree(limit, monkeypatch):
+    import trainables.models as models
+
+    monkeypatch.setattr(models, "_CPU_CHECK_LIMIT", limit)
+    cfg = CNNConfig(layers=4, filters=8, norm="batch", pool_every=2)
+    assert check_buildable(cfg, (1, 8, 8), 10) == count_parameters(build_model(cfg, (1, 8, 8), 10))
+    with pytest.raises(InvalidModelConfig, match="below 1x1"):
+        check_buildable(CNNConfig(layers=4), (1, 8, 8), 10)
+
+    class Mismatch(nn.Module):  # builds, but its forward pass cannot run
+        def forward(self, x):
+            return nn.functional.linear(x.flatten(1), torch.zeros(10, 3, device=x.device))
+
+    monkeypatch.setattr(models, "build_model", lambda *args: Mismatch())
+    with pytest.raises(InvalidModelConfig, match="forward pass fails"):
+        check_buildable(cfg, (1, 8, 8), 10)
+
+
 def test_mlp_progressive_dropout_norm_and_residual():
     cfg = MLPConfig(hidden=[64, 64, 32], dropout=[0.3, 0.2, 0.1], norm="layer", residual=True)
     model = build_model(cfg, (1, 8, 8), 10)

@@ -50,6 +50,12 @@ def test_out_of_range_value(write_spec):
     assert any("fixed.lr: given -0.1; input should be greater than 0" in f for f in found)
 
 
+def test_negative_checkpoint_interval(write_spec):
+    found, _ = problems(write_spec, resources={"checkpoint_every_s": -1})
+    assert any("resources.checkpoint_every_s: given -1; input should be greater than or equal to 0" in f
+               for f in found)
+
+
 def test_unknown_trainable(write_spec):
     found, _ = problems(write_spec, trainable="cnnn")
     assert any("trainable: given 'cnnn'; allowed: cnn, mlp, resmlp, convlstm or package.module:function "

@@ -33,20 +33,32 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def check_buildable(cfg: TrainConfig, image_shape: tuple[int, ...], num_classes: int) -> int:
-    """Build the model on the meta device and run a forward pass there: no memory, no compute.
+# Above this many parameters the shape check runs on the meta device instead of CPU memory.
+_CPU_CHECK_LIMIT = 50_000_000
 
+
+def check_buildable(cfg: TrainConfig, image_shape: tuple[int, ...], num_classes: int) -> int:
+    """Build the model and run one forward pass on two zero inputs, without initialising weights.
+
+    The model is built on the meta device (no memory, no init), then given uninitialised CPU memory:
+    a forward pass there costs milliseconds, while the first meta-device forward pass imports torch's
+    decompositions (about a second). Models above 50M parameters stay on the meta device.
     Returns the parameter count; raises InvalidModelConfig for configs that cannot work.
     """
     with torch.device("meta"):
         model = build_model(cfg, image_shape, num_classes)
-        try:
-            # A forecaster takes a sequence: (batch, time, channels, height, width).
-            shape = (2, cfg.seq_len, *image_shape) if isinstance(cfg, ConvLSTMConfig) else (2, *image_shape)
-            model(torch.empty(*shape))
-        except RuntimeError as exc:
-            raise InvalidModelConfig("model", f"forward pass fails: {exc}") from None
-    return count_parameters(model)
+    parameters = count_parameters(model)
+    device = "cpu" if parameters <= _CPU_CHECK_LIMIT else "meta"
+    if device == "cpu":
+        model = model.to_empty(device=device)
+    # A forecaster takes a sequence: (batch, time, channels, height, width).
+    shape = (2, cfg.seq_len, *image_shape) if isinstance(cfg, ConvLSTMConfig) else (2, *image_shape)
+    try:
+        with torch.no_grad():
+            model(torch.zeros(*shape, device=device))
+    except RuntimeError as exc:
+        raise InvalidModelConfig("model", f"forward pass fails: {exc}") from None
+    return parameters
 
 
 __all__ = [
