@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
+from regsweep._ahead import epochs_with_checkpoints, report_ahead  # noqa: E402
 from regsweep._results import SUMMARY_KEYS, Journal, ended_trials  # noqa: E402
 from regsweep._space import OptunaDefineByRun, config_id, decode_point  # noqa: E402
 from regsweep._validate import Sweep, load_user_trainable  # noqa: E402
@@ -86,21 +86,14 @@ def run_trial(config: dict[str, Any], payload: TrialPayload) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             trial.load(os.path.join(folder, CHECKPOINT_FILE))
-    # Saving every epoch of a 50 ms epoch costs more than the epoch, and every saved checkpoint makes
-    # Tune snapshot the whole experiment; a crash loses at most checkpoint_every_s of training.
-    last_saved = time.monotonic()
-    while not trial.finished:
-        metrics = trial.run_epoch()
-        if trial.finished:
-            metrics.update(trial.summary())
+
+    def report(metrics: dict[str, Any], folder: str | None) -> None:
         metrics.update(placement)
-        if not trial.finished and time.monotonic() - last_saved < payload.checkpoint_every_s:
-            tune.report(metrics)
-            continue
-        with tempfile.TemporaryDirectory() as folder:
-            trial.save(os.path.join(folder, CHECKPOINT_FILE))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-        last_saved = time.monotonic()
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
+
+    # Saving every epoch of a 50 ms epoch costs more than the epoch, and every saved checkpoint counts
+    # towards Tune's forced experiment snapshots; a crash loses at most checkpoint_every_s of training.
+    report_ahead(epochs_with_checkpoints(trial, CHECKPOINT_FILE, payload.checkpoint_every_s), report)
 
 
 class JournalCallback(tune.Callback):
