@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 EPOCHS = 3
-LONG_EPOCHS = 40  # about 0.9 s per trial: where the start-up cost stops dominating
+LONG_EPOCHS = 40  # about 0.8 s per trial: where the start-up cost stops dominating
 SLOTS = 2  # trials regsweep runs at once
 FIXED = {"dataset": "digits", "epochs": EPOCHS, "hidden": [64, 32], "batch_size": 64}
 SPACE = {"dropout": {"uniform": [0.0, 0.5]}, "lr": {"loguniform": [1.0e-4, 1.0e-2]}}

@@ -104,7 +104,9 @@ class JournalCallback(tune.Callback):
         self.journal = Journal(journal_path)
         self.stage, self.space, self.epochs, self.asha = stage, space, epochs, asha
         self._last: dict[str, dict[str, Any]] = {}
-        self._ended = ended_trials(journal_path, stage)
+        # A new stage's trials get new ids, so none of them can have ended yet; only a callback
+        # unpickled by Tuner.restore (below) needs the journal.
+        self._ended: frozenset[str] = frozenset()
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_last": {}, "_ended": frozenset()}
