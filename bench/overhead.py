@@ -12,11 +12,14 @@ i.e. everything that is not training: imports, validation, Ray and actor start, 
 checkpoints, journal, Parquet, MLflow, shutdown. Amortised, it counts the fixed start; the marginal
 figure is the slope between N = 16 and N = 64 measured here (what one more trial costs).
 First trial = seconds from the command's start until the first trial began training in an actor.
+"Joined" runs `regsweep run` with RAY_ADDRESS naming a Ray started beforehand (as `ray start --head`), so
+Ray's start and stop are not in the figure, but every sweep still starts its own worker processes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -24,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -67,9 +71,11 @@ def plain_optuna(n: int, epochs: int) -> tuple[float, float]:
     return wall, json.loads(done.stdout.strip().splitlines()[-1])["inside"]
 
 
-def regsweep_run(n: int, epochs: int, folder: Path, mlflow: bool) -> tuple[float, float, float]:
-    """`regsweep run` as a user types it, in a fresh process (Ray start included). Returns the wall
-    time, the seconds spent inside epochs and when the first trial began (from the command's start)."""
+def regsweep_run(n: int, epochs: int, folder: Path, mlflow: bool,
+                 ray_address: str | None = None) -> tuple[float, float, float]:
+    """`regsweep run` as a user types it, in a fresh process (Ray start included, unless `ray_address`
+    names a Ray that is already running). Returns the wall time, the seconds spent inside epochs and when
+    the first trial began (from the command's start)."""
     name = f"overhead{n}x{epochs}"
     spec = folder / f"{name}.yaml"
     spec.write_text(yaml.safe_dump({
@@ -77,6 +83,8 @@ def regsweep_run(n: int, epochs: int, folder: Path, mlflow: bool) -> tuple[float
         "search": {"algorithm": "optuna", "num_samples": n, "seed": 0, "max_concurrent": 2},
     }))
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+    if ray_address:
+        env["RAY_ADDRESS"] = ray_address
     command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(folder / "results"), "--fresh"]
     if not mlflow:
         command.append("--no-mlflow")
@@ -89,13 +97,40 @@ def regsweep_run(n: int, epochs: int, folder: Path, mlflow: bool) -> tuple[float
     return wall, float(frame["epoch_seconds"].sum()), float(frame["attempt_started_at"].min() - started_at)
 
 
+RAY_HOLDER = """
+import os, sys, ray
+os.environ["RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"] = "1"
+ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+print(ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.read()  # until the benchmark closes it; then this Ray (and only this one) stops
+"""
+
+
+@contextlib.contextmanager
+def running_ray() -> Iterator[str]:
+    """A 2-CPU Ray started beforehand and kept running, as `ray start --head` would; yields its address."""
+    holder = subprocess.Popen([sys.executable, "-c", RAY_HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        yield holder.stdout.readline().strip()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+
+
 def measure(n: int, epochs: int, folder: Path, bare: bool) -> dict:
-    """One side-by-side row: the plain loop, regsweep with MLflow, and (if `bare`) without it."""
+    """One side-by-side row: the plain loop, regsweep with MLflow, and (if `bare`) without it and
+    joined to a Ray that is already running."""
     plain_wall, plain_inside = plain_optuna(n, epochs)
     ours_wall, ours_inside, first_trial = regsweep_run(n, epochs, folder, mlflow=True)
     bare_wall = regsweep_run(n, epochs, folder, mlflow=False)[0] if bare else None
+    joined_wall = None
+    if bare:
+        with running_ray() as address:
+            joined_wall = regsweep_run(n, epochs, folder, mlflow=True, ray_address=address)[0]
     return {
         "n": n, "epochs": epochs, "plain_s": plain_wall, "regsweep_s": ours_wall, "regsweep_no_mlflow_s": bare_wall,
+        "regsweep_joined_s": joined_wall, "joined_ratio": joined_wall / plain_wall if joined_wall else None,
         "ratio": ours_wall / plain_wall, "first_trial_s": first_trial,
         "plain_inside_s": plain_inside, "regsweep_inside_s": ours_inside,
         "plain_bookkeeping_ms_per_trial": (plain_wall - plain_inside) / n * 1e3,
@@ -126,6 +161,8 @@ def main() -> None:
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     for row in report:
         bare = f"; without MLflow {row['regsweep_no_mlflow_s']:.1f}s" if row["regsweep_no_mlflow_s"] else ""
+        if row["regsweep_joined_s"]:
+            bare += (f"; joined to a running Ray {row['regsweep_joined_s']:.1f}s = {row['joined_ratio']:.2f}x")
         print(f"N={row['n']} x {row['epochs']} epochs: regsweep {row['regsweep_s']:.1f}s vs plain Optuna loop "
               f"{row['plain_s']:.1f}s = {row['ratio']:.2f}x (target <= 0.8x at N=64); first trial began at "
               f"{row['first_trial_s']:.1f}s; bookkeeping {row['regsweep_bookkeeping_ms_per_trial']:.0f} ms/trial "

@@ -18,7 +18,8 @@ RESULTS_FILE = "results.parquet"
 JOURNAL_FILE = "journal.jsonl"
 KEY = ["stage", "trial_id", "epoch"]
 # What a trial reports once, at its end (the trainables' summary); every row of the trial carries it.
-SUMMARY_KEYS = ("params", "best_epoch", "best_val_loss", "best_val_acc", "test_loss", "test_acc", "epochs_trained")
+SUMMARY_KEYS = ("params", "best_epoch", "best_val_loss", "best_val_acc", "test_loss", "test_acc", "epochs_trained",
+                "device")
 TRIAL_LEVEL = (*SUMMARY_KEYS, "stopped_by", "error")
 
 

@@ -136,18 +136,24 @@ def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[st
     tuner.fit()
 
 
-def _beside_ray_start(work: Callable[[], Any]) -> Any:
-    """Run `work` in a thread while Ray starts on this one, and return its result or raise its error.
+def _beside_ray_start(sweep: Sweep, prepare: Callable[[], Any], then: Callable[[], Any]) -> Any:
+    """Run `prepare` in a thread while Ray starts on this one; once Ray is up and can place a trial,
+    run `then` in the thread too, and return its result (or raise the first error).
 
     Starting Ray is mostly waiting for its processes, and ray.init must run on the main thread; loading
-    the data and opening the MLflow run meanwhile takes about 1.5 s off every sweep's start."""
+    the data and importing MLflow meanwhile takes about 1.5 s off every sweep's start. `then` (opening
+    the MLflow run) waits for Ray, so a sweep that cannot run leaves nothing behind in MLflow."""
     from regsweep import _tune
 
     outcome: dict[str, Any] = {}
+    ray_ready = threading.Event()
 
     def target() -> None:
         try:
-            outcome["value"] = work()
+            prepare()
+            ray_ready.wait()
+            if "ray_error" not in outcome:
+                outcome["value"] = then()
         except BaseException as exc:  # handed to the caller below
             outcome["error"] = exc
 
@@ -155,8 +161,14 @@ def _beside_ray_start(work: Callable[[], Any]) -> Any:
     thread.start()
     try:
         _tune.ensure_ray()
+        _tune.check_fits(sweep)
+    except BaseException as exc:
+        outcome["ray_error"] = exc
     finally:
+        ray_ready.set()
         thread.join()
+    if "ray_error" in outcome:
+        raise outcome["ray_error"]
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
@@ -164,19 +176,25 @@ def _beside_ray_start(work: Callable[[], Any]) -> Any:
 
 def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: bool,
             on_stage: Callable[[str, int | None], None] | None = None,
-            prepare: Callable[[], None] | None = None) -> pd.DataFrame:
-    """Run (or finish) every stage of the sweep, keeping the state file current. `prepare` (the data
-    check and results folder of a new sweep) runs while Ray starts, before tracking opens."""
+            prepare: Callable[[], None] | None = None, create: Callable[[], None] | None = None) -> pd.DataFrame:
+    """Run (or finish) every stage of the sweep, keeping the state file current. `prepare` (a new sweep's
+    data check) runs while Ray starts; `create` (its results folder) once Ray can place a trial."""
     from regsweep._tracking import finish_tracking, start_tracking
 
-    def open_tracking() -> Any:
+    def prepare_beside() -> None:
         if prepare is not None:
             prepare()
+        if state.get("mlflow", True):
+            import mlflow.tracking  # noqa: F401  (the slow part of opening the run)
+
+    def open_tracking() -> Any:
+        if create is not None:
+            create()
         follower = start_tracking(sweep, paths, state)
         _write_state(paths, state)
         return follower
 
-    follower = _beside_ray_start(open_tracking)
+    follower = _beside_ray_start(sweep, prepare_beside, open_tracking)
     try:
         frame = _run_stages(sweep, paths, state, restore, on_stage)
     except BaseException:
@@ -225,7 +243,7 @@ def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str 
     if paths.local.exists() and not fresh:
         status = sweep_status(read_state(paths.state)) if paths.state.exists() else "unknown"
         hint = f"`regsweep resume {name}` to continue it, or " if status == "interrupted" else ""
-        raise SweepStateError(f"results/{name} already exists ({status}); use {hint}--fresh to start over")
+        raise SweepStateError(f"{results_root}/{name} already exists ({status}); use {hint}--fresh to start over")
     state = {
         "name": name, "spec_path": str(sweep.spec_path), "spec_text": sweep.spec_text, "spec_hash": sweep.spec_hash,
         "overrides": sweep.overrides, "smoke": sweep.smoke, "storage": paths.storage, "status": "running",
@@ -234,9 +252,8 @@ def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str 
         "fixed": sweep.fixed,
     }
 
-    def prepare() -> None:
-        # The data first: a dataset that cannot load leaves no results folder behind.
-        preflight_data(sweep)
+    def create() -> None:
+        # After the data and resource checks: a sweep that cannot start leaves no results folder behind.
         if paths.local.exists():
             shutil.rmtree(paths.local)
             if paths.storage != str(paths.local) and "://" not in paths.storage:
@@ -245,7 +262,8 @@ def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str 
         (paths.local / "spec.yaml").write_text(sweep.spec_text)
         _write_state(paths, state)
 
-    return execute(sweep, paths, state, restore=False, on_stage=on_stage, prepare=prepare)
+    return execute(sweep, paths, state, restore=False, on_stage=on_stage, prepare=lambda: preflight_data(sweep),
+                   create=create)
 
 
 def resume_sweep(name: str, results_root: str = DEFAULT_RESULTS,

@@ -30,7 +30,9 @@ from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 from regsweep._ahead import epochs_with_checkpoints, report_ahead  # noqa: E402
 from regsweep._results import SUMMARY_KEYS, Journal, ended_trials  # noqa: E402
 from regsweep._space import OptunaDefineByRun, config_id, decode_point  # noqa: E402
+from regsweep._spec import SpecError  # noqa: E402
 from regsweep._validate import Sweep, load_user_trainable  # noqa: E402
+from trainables import Problem  # noqa: E402
 
 CHECKPOINT_FILE = "trial.pt"
 # Driver-side listeners of finished trials (the progress display). Kept out of the callback so a
@@ -197,7 +199,28 @@ def ensure_ray() -> None:
     options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     if not os.environ.get("RAY_ADDRESS"):
         options["include_dashboard"] = False
+        # Ray leaves every GPU visible to a trial that asked for none (resources.gpu: 0), so `device: auto`
+        # would put all of them on the GPU, unaccounted. With this, Ray hides the GPUs from such trials;
+        # the local Ray's processes inherit it (cluster.yaml sets it on the cluster's nodes).
+        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
     ray.init(**options)
+
+
+def check_fits(sweep: Sweep) -> None:
+    """A local Ray that cannot place one trial would leave the sweep waiting forever: say so first.
+    A cluster (RAY_ADDRESS) is not checked, since its autoscaler may add the nodes a trial needs."""
+    if os.environ.get("RAY_ADDRESS"):
+        return
+    have = ray.cluster_resources()
+    problems = []
+    for key, asked in (("cpu", sweep.spec.resources.cpu), ("gpu", sweep.spec.resources.gpu)):
+        available = have.get(key.upper(), 0.0)
+        if asked > available:
+            problems.append(Problem(f"resources.{key}", asked, f"each trial asks for this much, but the local Ray has "
+                                    f"{available:g} {key.upper()}s in all; ask for at most {available:g}, or run on a "
+                                    "machine or cluster (RAY_ADDRESS) that has them", str(sweep.spec_path)))
+    if problems:
+        raise SpecError(problems)
 
 
 def quiet_tune() -> None:

@@ -101,7 +101,7 @@ def _check_space(spec: SweepSpec, space: Space, source: str) -> list[Problem]:
 def _check_configs(sweep: Sweep, source: str) -> list[Problem]:
     spec = sweep.spec
     trainable = trainables.TRAINABLES[spec.trainable]
-    points = grid_points(sweep.space) if spec.search.algorithm == "grid" else corner_points(sweep.space)
+    points = _points(sweep)
     problems: dict[tuple[str, str], Problem] = {}
     checked: set[str] = set()
     for point in points or [{}]:
@@ -126,6 +126,24 @@ def _check_configs(sweep: Sweep, source: str) -> list[Problem]:
             if len(checked) > 2000:
                 break
     return list(problems.values())
+
+
+def _check_device(sweep: Sweep, source: str) -> list[Problem]:
+    """`device: cuda` needs a GPU from Ray: a trial that asked for none is shown none."""
+    if sweep.spec.resources.gpu > 0:
+        return []
+    if sweep.fixed.get("device") == "cuda":
+        key = "fixed.device"
+    elif "device" in sweep.space and any(p.get("device") == "cuda" for p in _points(sweep)):
+        key = "search_space.device"
+    else:
+        return []
+    return [Problem(key, "cuda", "trials get a GPU only when they ask Ray for one: set resources.gpu (1, or 0.25 "
+                    "to share a GPU between four trials), or use device: auto (the GPU when given one)", source)]
+
+
+def _points(sweep: Sweep) -> list[dict[str, Any]]:
+    return grid_points(sweep.space) if sweep.spec.search.algorithm == "grid" else corner_points(sweep.space)
 
 
 def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke: bool = False) -> Sweep:
@@ -179,7 +197,7 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke:
         problems.append(Problem("scheduler.grace_period", spec.scheduler.grace_period,
                                 f"must be at most the epoch budget ({sweep.epochs})", source))
     if not problems and sweep.builtin:
-        problems += _check_configs(sweep, source)
+        problems += _check_configs(sweep, source) + _check_device(sweep, source)
     if problems:
         raise SpecError(problems)
     return sweep
@@ -191,6 +209,6 @@ def preflight_data(sweep: Sweep) -> None:
     (On one machine this also fills the download cache the trials then read.)"""
     if not sweep.builtin:
         return
-    points = grid_points(sweep.space) if sweep.spec.search.algorithm == "grid" else corner_points(sweep.space)
+    points = _points(sweep)
     config = {**sweep.fixed, **(points[0] if points else {}), "seed": 0}
     trainables.get_trainable(sweep.spec.trainable).make_trial(config)

@@ -39,6 +39,47 @@ def test_grid_sweep_runs_every_point_and_seed(ray_local, tmp_path, write_spec):
     assert list_sweeps(str(tmp_path / "results"))[0]["status"] == "finished"
 
 
+def test_trials_the_local_ray_cannot_place_fail_before_anything_is_written(ray_local, tmp_path, write_spec,
+                                                                           monkeypatch):
+    """Tune would wait forever for a GPU this machine lacks; the sweep stops with the key instead."""
+    from mlflow.tracking import MlflowClient
+
+    from regsweep._spec import SpecError
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    spec = write_spec({
+        "name": "nogpu", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 1},
+        "search_space": {"dropout": {"grid": [0.0]}}, "search": {"algorithm": "grid"},
+        "resources": {"cpu": 3, "gpu": 0.25},
+    })
+    with pytest.raises(SpecError) as caught:
+        run(spec, tmp_path)
+    message = str(caught.value)
+    assert "resources.gpu: given 0.25" in message and "0 GPUs" in message
+    assert "resources.cpu: given 3" in message and "2 CPUs" in message and str(spec) in message
+    assert not (tmp_path / "results" / "nogpu").exists()
+    assert MlflowClient().get_experiment_by_name("nogpu") is None
+
+
+def test_trials_without_a_gpu_from_ray_see_no_gpu(tmp_path, write_spec):
+    """Ray leaves every GPU visible to a trial that asked for none unless told otherwise; the local Ray
+    regsweep starts is told, so `device: auto` cannot train on a GPU the trial was not given."""
+    import os
+    import subprocess
+    import sys
+
+    spec = write_spec({
+        "name": "gpus", "trainable": "helpers.user_trainables:reports_visible_gpus",
+        "search_space": {"x": {"grid": [1, 2]}}, "resources": {"gpu": 0},
+    })
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO")}
+    done = subprocess.run([sys.executable, "-m", "regsweep", "run", str(spec), "--no-mlflow", "--results",
+                           str(tmp_path / "results")], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    frame = read_results(str(tmp_path / "results" / "gpus"))
+    assert frame["visible_gpus"].tolist() == ["", ""]
+
+
 @pytest.mark.parametrize("every, kept", [(None, [(0, 3)]), (0, [(1, 2), (2, 3)])], ids=["default", "every-epoch"])
 def test_trial_checkpoints_follow_checkpoint_every_s(ray_local, tmp_path, write_spec, every, kept):
     """Short epochs save only the last one by default; checkpoint_every_s: 0 saves each epoch (Tune

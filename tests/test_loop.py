@@ -8,7 +8,8 @@ import torch
 import trainables
 from trainables import CNNConfig, MLPConfig, Trial
 
-FAST = {"dataset": "digits", "epochs": 3, "batch_size": 128}
+# The CPU loop, bit for bit; tests/test_gpu.py covers a GPU (where float sums need `deterministic`).
+FAST = {"dataset": "digits", "epochs": 3, "batch_size": 128, "device": "cpu"}
 TIMING_KEYS = {"epoch_seconds", "samples_per_second"}
 
 

@@ -56,6 +56,16 @@ def test_negative_checkpoint_interval(write_spec):
                for f in found)
 
 
+def test_cuda_device_without_a_gpu_from_ray(write_spec):
+    found, path = problems(write_spec, fixed={"epochs": 2, "device": "cuda"})
+    assert found == [f"{path}: fixed.device: given 'cuda'; trials get a GPU only when they ask Ray for one: set "
+                     "resources.gpu (1, or 0.25 to share a GPU between four trials), or use device: auto (the GPU "
+                     "when given one)"]
+    found, _ = problems(write_spec, search_space={"device": {"grid": ["cpu", "cuda"]}})
+    assert found[0].split(": ")[1] == "search_space.device"
+    assert load_sweep(write_spec({**BASE, "fixed": {"epochs": 2, "device": "cuda"}, "resources": {"gpu": 0.25}}))
+
+
 def test_unknown_trainable(write_spec):
     found, _ = problems(write_spec, trainable="cnnn")
     assert any("trainable: given 'cnnn'; allowed: cnn, mlp, resmlp, convlstm or package.module:function "

@@ -60,6 +60,8 @@ class TrainConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Optional[int] = Field(None, ge=1)
     bf16: bool = False
+    deterministic: bool = Field(False, description="bit-identical reruns on a GPU (slower kernels); CPU runs "
+                                "are deterministic already")
 
 
 class CNNConfig(TrainConfig):

@@ -16,3 +16,10 @@ def slow_epochs(config):
     for epoch in range(1, config.get("epochs", 3) + 1):
         time.sleep(config.get("sleep", 0.5))
         yield {"epoch": epoch, "val_acc": config["x"] * epoch}
+
+
+def reports_visible_gpus(config):
+    """Reports which GPUs Ray left visible to the trial (CUDA_VISIBLE_DEVICES, or 'unset')."""
+    import os
+
+    yield {"epoch": 1, "val_acc": 0.5, "visible_gpus": os.environ.get("CUDA_VISIBLE_DEVICES", "unset")}

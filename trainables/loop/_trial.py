@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -39,6 +40,14 @@ def _pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _use_deterministic_kernels() -> None:
+    """cuDNN and cuBLAS pick kernels whose float sums vary run to run; ask for reproducible ones.
+    This is process-wide (as in PyTorch itself): later trials in the same process keep it."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+
+
 class Trial:
     """Train one config. Call :meth:`epochs` for per-epoch metric dicts, then :meth:`summary`.
 
@@ -51,9 +60,13 @@ class Trial:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = _pick_device(cfg.device)
+        if cfg.deterministic:
+            _use_deterministic_kernels()
         splits = self.load_splits()
-        # oneDNN (CPU) and cuDNN convolutions run about 1.4x faster on channels-last images.
-        layout = torch.channels_last if isinstance(cfg, CNNConfig) else torch.contiguous_format
+        # oneDNN convolutions run about 1.4x faster on channels-last images; on an H200 these small CNNs
+        # ran 0.83-1.08x as fast that way (BENCHMARKS.md, GPU), so GPUs keep the default layout.
+        channels_last = isinstance(cfg, CNNConfig) and self.device.type == "cpu"
+        layout = torch.channels_last if channels_last else torch.contiguous_format
         self.memory_format = layout
         self.train_x, self.train_y = self.as_tensor(splits.train_x), self.as_tensor(splits.train_y)
         self.val_x, self.val_y = self.as_tensor(splits.val_x), self.as_tensor(splits.val_y)
@@ -138,15 +151,22 @@ class Trial:
         loss_sum = torch.zeros((), device=self.device)
         penalty_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
+        penalised = bool(self.cfg.l1 or self.cfg.l2)
+        # On a GPU, checking each batch for NaN would wait for the GPU at every batch; the sums below
+        # carry any NaN or inf to the epoch's end instead, where one check ends a diverged trial.
+        check_each_batch = self.device.type == "cpu"
         for start in range(0, n, batch):
             idx = order[start : start + batch]
             x, y = self.train_x[idx], self.train_y[idx]
             with self._autocast():
                 logits = self.model(x)
                 loss = self.batch_loss(logits, y, idx)
-            penalty = self.penalty()
-            objective = loss + penalty
-            if not torch.isfinite(objective):
+            objective = loss
+            if penalised:
+                penalty = self.penalty()
+                objective = loss + penalty
+                penalty_sum += penalty.detach() * len(y)
+            if check_each_batch and not torch.isfinite(objective):
                 return {"diverged": True}
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
@@ -155,9 +175,10 @@ class Trial:
             self.optimizer.step()
             # Accumulate on the device; one sync per epoch instead of one per batch.
             loss_sum += loss.detach() * len(y)
-            penalty_sum += penalty.detach() * len(y)
             if self.classification:
                 correct += (logits.argmax(1) == y).sum()
+        if not torch.isfinite(loss_sum + penalty_sum):
+            return {"diverged": True}
         metrics = {"train_loss": loss_sum.item() / n, "train_penalty": penalty_sum.item() / n}
         if self.classification:
             metrics["train_acc"] = correct.item() / n
@@ -238,7 +259,7 @@ class Trial:
         result = {
             "status": self.status, "stopped_by": self.stopped_by, "epochs_trained": self.epoch,
             "params": self.params, "best_epoch": self.best["epoch"],
-            "best_val_loss": self.best["val_loss"],
+            "best_val_loss": self.best["val_loss"], "device": self.device.type,
         }
         if self.classification:
             result["best_val_acc"] = self.best["val_acc"]
@@ -268,10 +289,11 @@ class Trial:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        self.batch_order.set_state(state["batch_order_rng"])
+        # Random states are CPU byte tensors whatever device the trial trains on.
+        torch.set_rng_state(state["torch_rng"].cpu())
+        self.batch_order.set_state(state["batch_order_rng"].cpu())
         if state["cuda_rng"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+            torch.cuda.set_rng_state_all([rng.cpu() for rng in state["cuda_rng"]])
         self.best, self.best_state = dict(state["best"]), state["best_state"]
         self.bad_epochs, self.status, self.stopped_by = state["bad_epochs"], state["status"], state["stopped_by"]
 
@@ -280,5 +302,7 @@ class Trial:
         torch.save(self.state_dict(), path)
 
     def load(self, path: str) -> None:
-        """Continue from a checkpoint file written by :meth:`save`."""
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+        """Continue from a checkpoint file written by :meth:`save` (on this device or another one)."""
+        # Loaded on the CPU: the model and optimiser copy their tensors to the trial's device, and the
+        # random states must stay CPU tensors (a GPU trial's resume failed when they were mapped to it).
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# GPU checks and figures, for a host with one CUDA GPU (never run by `make test` or CI).
+#
+#   bash bench/gpu_check.sh [OUT_DIR]
+#
+# 1. the training loop's GPU tests (tests/test_gpu.py) and the loop/model tests with device auto = cuda;
+# 2. epoch throughput on the GPU (digits and 28x28), regsweep against the minimal and DataLoader loops,
+#    plus bf16 autocast;
+# 3. two small sweeps through Ray Tune: `resources.gpu: 0.25` (four trials share the GPU) and
+#    `resources.gpu: 0` (the trials must not reach the GPU Ray did not give them); the results table's
+#    `device` column says where each trial trained.
+# Wheels in .whl/ are installed first where the host lacks packages (BENCHMARKS.md, "GPU", lists the ones
+# the lent H200 host needed: pydantic, mlxtend, Ray without its Java jar and dashboard build, Optuna, ...).
+set -u
+OUT=${1:-${OUT:-/tmp/gpu-check}}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || exit 1
+  export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+$PY -c "import torch, ray, optuna, pydantic; print('torch', torch.__version__, 'ray', ray.__version__, 'optuna', optuna.__version__)" \
+  | tee -a "$OUT/gpu.txt"
+
+echo "== 1. tests on the GPU"
+timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_loop.py tests/test_models.py 2>&1 \
+  | tail -30 | tee "$OUT/tests.txt"
+
+echo "== 2. epoch throughput on the GPU"
+timeout 90 $PY bench/epoch_throughput.py --quick --device cuda --bf16 2>&1 | tee "$OUT/throughput_digits.txt"
+timeout 120 $PY bench/epoch_throughput.py --device cuda --bf16 2>&1 | tee "$OUT/throughput_28x28.txt"
+
+echo "== 3. sweeps through Ray Tune on the GPU host"
+for gpu in 0.25 0; do
+  name="gpu${gpu/./}"
+  cat > "/tmp/$name.yaml" <<EOF
+name: $name
+trainable: cnn
+dataset: mnist_5k
+fixed: {layers: 2, filters: 32, norm: batch, epochs: 4, batch_size: 64}
+search_space: {dropout: {grid: [0.1, 0.3]}, norm: {grid: [batch, group]}}
+search: {algorithm: grid}
+seeds: 2
+metric: val_acc
+mode: max
+resources: {cpu: 1, gpu: $gpu}
+EOF
+  SECONDS=0
+  timeout 150 $PY -m regsweep run "/tmp/$name.yaml" --no-mlflow --fresh --results /tmp/gpu-results > "$OUT/$name.log" 2>&1
+  echo "$name: rc=$? wall=${SECONDS} s"
+  tail -5 "$OUT/$name.log"
+  $PY - "$name" <<'EOF' | tee -a "$OUT/sweeps.txt"
+import sys, pandas as pd
+name = sys.argv[1]
+frame = pd.read_parquet(f"/tmp/gpu-results/{name}/results.parquet")
+ends = frame.groupby("trial_id").last()
+starts = frame.groupby("trial_id")["attempt_started_at"].min().sort_values()
+print(f"{name}: {len(ends)} trials, status {ends['status'].value_counts().to_dict()}, "
+      f"device {ends['device'].value_counts(dropna=False).to_dict()}, "
+      f"median samples/s {frame['samples_per_second'].median():.0f}, "
+      f"trials running at once at the 4th start: {int(((frame.groupby('trial_id')['reported_at'].max() > starts.iloc[min(3, len(starts) - 1)]) & (starts <= starts.iloc[min(3, len(starts) - 1)])).sum())}")
+EOF
+done
