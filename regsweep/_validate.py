@@ -120,8 +120,8 @@ def _check_configs(sweep: Sweep, source: str) -> list[Problem]:
                 else:
                     prefix = "fixed"
                 located = problem.located(source, prefix)
-                if point and head not in sweep.space and problem.allowed.startswith(("pooling", "forward")):
-                    located = Problem(located.key, located.given, f"{located.allowed} (at {point})", source)
+                if point and head not in sweep.space and problem.combination:
+                    located = Problem(located.key, located.given, f"{located.allowed} (at {point})", source, True)
                 problems.setdefault((located.key, located.allowed), located)
             if len(checked) > 2000:
                 break

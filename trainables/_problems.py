@@ -18,6 +18,9 @@ class Problem:
     given: Any
     allowed: str
     source: str = ""
+    # True when the value is fine alone but the model cannot be built with the config's other values
+    # (e.g. too much pooling for the image size): a sweep names the search point it happened at.
+    combination: bool = False
 
     def __str__(self) -> str:
         where = "".join(f"{part}: " for part in (self.source, self.key) if part)
@@ -27,7 +30,7 @@ class Problem:
     def located(self, source: str, prefix: str = "") -> "Problem":
         """The same problem, placed in a file and under a key prefix."""
         key = f"{prefix}.{self.key}" if prefix and self.key else (prefix or self.key)
-        return Problem(key, self.given, self.allowed, source)
+        return Problem(key, self.given, self.allowed, source, self.combination)
 
 
 class _Missing:

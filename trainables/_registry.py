@@ -72,7 +72,7 @@ class TrainableSpec:
         try:
             check_buildable(cfg, shape, outputs)
         except InvalidModelConfig as exc:
-            return [Problem(exc.key, config.get(exc.key, getattr(cfg, exc.key, None)), exc.message)]
+            return [Problem(exc.key, config.get(exc.key, getattr(cfg, exc.key, None)), exc.message, combination=True)]
         return []
 
     def parse(self, config: dict[str, Any]) -> TrainConfig:
