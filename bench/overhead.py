@@ -109,8 +109,10 @@ sys.stdin.read()  # until the benchmark closes it; then this Ray (and only this 
 @contextlib.contextmanager
 def running_ray() -> Iterator[str]:
     """A 2-CPU Ray started beforehand and kept running, as `ray start --head` would; yields its address."""
+    # ray.init's own local Ray turns on token authentication, which a second driver cannot pass;
+    # `ray start --head` leaves it off, as here.
     holder = subprocess.Popen([sys.executable, "-c", RAY_HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
+                              stderr=subprocess.DEVNULL, text=True, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
     try:
         yield holder.stdout.readline().strip()
     finally:
