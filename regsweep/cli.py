@@ -50,8 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `regsweep` console script."""
     try:
