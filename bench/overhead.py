@@ -14,6 +14,7 @@ figure is the slope between N = 16 and N = 64 measured here (what one more trial
 First trial = seconds from the command's start until the first trial began training in an actor.
 "Joined" runs `regsweep run` with RAY_ADDRESS naming a Ray started beforehand (as `ray start --head`), so
 Ray's start and stop are not in the figure, but every sweep still starts its own worker processes.
+"Local" runs `regsweep run --executor local`: the same sweep in worker processes without Ray.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ def plain_optuna(n: int, epochs: int) -> tuple[float, float]:
     return wall, json.loads(done.stdout.strip().splitlines()[-1])["inside"]
 
 
-def regsweep_run(n: int, epochs: int, folder: Path, mlflow: bool,
-                 ray_address: str | None = None) -> tuple[float, float, float]:
+def regsweep_run(n: int, epochs: int, folder: Path, mlflow: bool, ray_address: str | None = None,
+                 executor: str = "ray") -> tuple[float, float, float]:
     """`regsweep run` as a user types it, in a fresh process (Ray start included, unless `ray_address`
     names a Ray that is already running). Returns the wall time, the seconds spent inside epochs and when
     the first trial began (from the command's start)."""
@@ -85,7 +86,8 @@ def regsweep_run(n: int, epochs: int, folder: Path, mlflow: bool,
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
     if ray_address:
         env["RAY_ADDRESS"] = ray_address
-    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(folder / "results"), "--fresh"]
+    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(folder / "results"), "--fresh",
+               "--executor", executor]
     if not mlflow:
         command.append("--no-mlflow")
     started_at, start = time.time(), time.perf_counter()
@@ -121,11 +123,13 @@ def running_ray() -> Iterator[str]:
 
 
 def measure(n: int, epochs: int, folder: Path, bare: bool) -> dict:
-    """One side-by-side row: the plain loop, regsweep with MLflow, and (if `bare`) without it and
-    joined to a Ray that is already running."""
+    """One side-by-side row: the plain loop, regsweep on Ray and with the local executor, each with MLflow;
+    and (if `bare`) both without MLflow and the Ray one joined to a Ray that is already running."""
     plain_wall, plain_inside = plain_optuna(n, epochs)
     ours_wall, ours_inside, first_trial = regsweep_run(n, epochs, folder, mlflow=True)
+    local_wall, local_inside, local_first = regsweep_run(n, epochs, folder, mlflow=True, executor="local")
     bare_wall = regsweep_run(n, epochs, folder, mlflow=False)[0] if bare else None
+    local_bare_wall = regsweep_run(n, epochs, folder, mlflow=False, executor="local")[0] if bare else None
     joined_wall = None
     if bare:
         with running_ray() as address:
@@ -134,18 +138,24 @@ def measure(n: int, epochs: int, folder: Path, bare: bool) -> dict:
         "n": n, "epochs": epochs, "plain_s": plain_wall, "regsweep_s": ours_wall, "regsweep_no_mlflow_s": bare_wall,
         "regsweep_joined_s": joined_wall, "joined_ratio": joined_wall / plain_wall if joined_wall else None,
         "ratio": ours_wall / plain_wall, "first_trial_s": first_trial,
-        "plain_inside_s": plain_inside, "regsweep_inside_s": ours_inside,
+        "local_s": local_wall, "local_ratio": local_wall / plain_wall, "local_first_trial_s": local_first,
+        "local_no_mlflow_s": local_bare_wall,
+        "local_no_mlflow_ratio": local_bare_wall / plain_wall if local_bare_wall else None,
+        "plain_inside_s": plain_inside, "regsweep_inside_s": ours_inside, "local_inside_s": local_inside,
         "plain_bookkeeping_ms_per_trial": (plain_wall - plain_inside) / n * 1e3,
         "regsweep_bookkeeping_ms_per_trial": (ours_wall * SLOTS - ours_inside) / n * 1e3,
         "regsweep_bookkeeping_ms_per_result": (ours_wall * SLOTS - ours_inside) / (n * epochs) * 1e3,
+        "local_bookkeeping_ms_per_trial": (local_wall * SLOTS - local_inside) / n * 1e3,
+        "local_bookkeeping_ms_per_result": (local_wall * SLOTS - local_inside) / (n * epochs) * 1e3,
     }
 
 
-def marginal(small: dict, large: dict) -> tuple[float, float]:
-    """Bookkeeping of one more trial (ms), regsweep and plain: the slope between two sizes."""
+def marginal(small: dict, large: dict, prefix: str = "regsweep") -> tuple[float, float]:
+    """Bookkeeping of one more trial (ms), regsweep (`prefix` regsweep: on Ray; local) and plain: the slope
+    between two sizes."""
     extra = large["n"] - small["n"]
-    ours = ((large["regsweep_s"] - small["regsweep_s"]) * SLOTS
-            - (large["regsweep_inside_s"] - small["regsweep_inside_s"])) / extra * 1e3
+    ours = ((large[f"{prefix}_s"] - small[f"{prefix}_s"]) * SLOTS
+            - (large[f"{prefix}_inside_s"] - small[f"{prefix}_inside_s"])) / extra * 1e3
     plain = ((large["plain_s"] - small["plain_s"]) - (large["plain_inside_s"] - small["plain_inside_s"])) / extra * 1e3
     return ours, plain
 
@@ -165,15 +175,22 @@ def main() -> None:
         bare = f"; without MLflow {row['regsweep_no_mlflow_s']:.1f}s" if row["regsweep_no_mlflow_s"] else ""
         if row["regsweep_joined_s"]:
             bare += (f"; joined to a running Ray {row['regsweep_joined_s']:.1f}s = {row['joined_ratio']:.2f}x")
-        print(f"N={row['n']} x {row['epochs']} epochs: regsweep {row['regsweep_s']:.1f}s vs plain Optuna loop "
+        print(f"N={row['n']} x {row['epochs']} epochs, on Ray: regsweep {row['regsweep_s']:.1f}s vs plain Optuna loop "
               f"{row['plain_s']:.1f}s = {row['ratio']:.2f}x (target <= 0.8x at N=64); first trial began at "
               f"{row['first_trial_s']:.1f}s; bookkeeping {row['regsweep_bookkeeping_ms_per_trial']:.0f} ms/trial "
               f"amortised (target < 50), {row['regsweep_bookkeeping_ms_per_result']:.0f} ms/result{bare}")
+        bare = (f"; without MLflow {row['local_no_mlflow_s']:.1f}s = {row['local_no_mlflow_ratio']:.2f}x"
+                if row["local_no_mlflow_s"] else "")
+        print(f"N={row['n']} x {row['epochs']} epochs, --executor local: regsweep {row['local_s']:.1f}s = "
+              f"{row['local_ratio']:.2f}x; first trial began at {row['local_first_trial_s']:.1f}s; bookkeeping "
+              f"{row['local_bookkeeping_ms_per_trial']:.0f} ms/trial amortised, "
+              f"{row['local_bookkeeping_ms_per_result']:.0f} ms/result{bare}")
     short = [row for row in report if row["epochs"] == EPOCHS]
     if len(short) == 2:
-        ours, plain = marginal(*short)
-        print(f"marginal bookkeeping per extra trial (N=16 -> 64): regsweep {ours:.0f} ms (target < 50), "
-              f"plain loop {plain:.0f} ms")
+        for prefix, label in (("regsweep", "on Ray"), ("local", "--executor local")):
+            ours, plain = marginal(*short, prefix=prefix)
+            print(f"marginal bookkeeping per extra trial (N=16 -> 64), {label}: regsweep {ours:.0f} ms (target < 50), "
+                  f"plain loop {plain:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -22,20 +22,25 @@ RUN_AHEAD_BELOW_S = 1.0
 _DONE = object()
 
 
-def epochs_with_checkpoints(trial: Any, checkpoint_file: str, every_s: float) -> Iterator[tuple[dict, str | None]]:
+def epochs_with_checkpoints(trial: Any, checkpoint_file: str, every_s: float,
+                            folder: str | None = None) -> Iterator[tuple[dict, str | None]]:
     """Each epoch's metrics (the last with the trial's summary) and the folder holding its checkpoint,
-    or None: a checkpoint is saved with the last epoch and once `every_s` of training has passed."""
+    or None: a checkpoint is saved with the last epoch and once `every_s` of training has passed, in
+    a new temporary folder or, given `folder`, over the checkpoint there (written beside it, then
+    renamed, so a crash never leaves half a file)."""
     last_saved = time.monotonic()
     while not trial.finished:
         metrics = trial.run_epoch()
         if trial.finished:
             metrics.update(trial.summary())
-        folder = None
+        saved_in = None
         if trial.finished or time.monotonic() - last_saved >= every_s:
-            folder = tempfile.mkdtemp(prefix="regsweep-checkpoint-")
-            trial.save(os.path.join(folder, checkpoint_file))
+            saved_in = folder or tempfile.mkdtemp(prefix="regsweep-checkpoint-")
+            path = os.path.join(saved_in, checkpoint_file)
+            trial.save(path + ".tmp")
+            os.replace(path + ".tmp", path)
             last_saved = time.monotonic()
-        yield metrics, folder
+        yield metrics, saved_in
 
 
 def report_ahead(epochs: Iterator[tuple[dict, str | None]], report: Callable[[dict, str | None], None]) -> None:

@@ -58,28 +58,27 @@ def _attach_view(metric: str, mode: str, epochs: int, console: Any = None) -> An
     """Rich Live on a terminal; one plain line per finished trial otherwise (CI, log files)."""
     from rich.console import Console
 
-    from regsweep import _tune
     from regsweep._live import LiveView
+    from regsweep._record import set_trial_listener
 
     console = console or Console()
     view = LiveView(metric, mode, epochs, console) if console.is_terminal else PlainProgress(metric)
-    _tune.set_trial_listener(view)
+    set_trial_listener(view)
     return view
 
 
 def _finish_view(view: Any) -> None:
-    from regsweep import _tune
+    from regsweep._record import set_trial_listener
 
     if hasattr(view, "stop"):
         view.stop()
-    _tune.set_trial_listener(None)
+    set_trial_listener(None)
 
 
 def _stop_ray() -> None:
     """Explicitly, not from the interpreter's exit hooks, which take seconds longer."""
-    import ray
-
-    if ray.is_initialized():
+    ray = sys.modules.get("ray")  # the local executor never imports it
+    if ray is not None and ray.is_initialized():
         ray.shutdown()
 
 
@@ -102,11 +101,33 @@ def print_leaderboard(frame: Any, metric: str, mode: str, name: str, top: int = 
         sys.stdout.write(renderer(board))
 
 
+def start_local_workers_early(args: argparse.Namespace) -> None:
+    """When `regsweep run` will use the local executor (a first look at --executor, --set and the spec's
+    resources.executor; validation says later what is wrong, if anything), start its fork server now,
+    so the workers' imports (torch, scikit-learn) run in their own process while this one validates."""
+    try:
+        overrides = parse_overrides(args.set)
+        executor = args.executor or overrides.get("resources.executor")
+        if executor is None:
+            from regsweep._spec import read_yaml
+
+            executor = read_yaml(Path(args.spec))["resources"]["executor"]
+    except Exception:  # a bad flag, an unreadable or partial spec: reported by the real parse
+        return
+    if executor == "local":
+        from regsweep._local_worker import start_fork_server
+
+        start_fork_server()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from regsweep._sweep import start_sweep, sweep_name
     from regsweep._validate import load_sweep
 
-    sweep = load_sweep(args.spec, parse_overrides(args.set), smoke=args.smoke)
+    overrides = parse_overrides(args.set)
+    if args.executor:
+        overrides["resources.executor"] = args.executor
+    sweep = load_sweep(args.spec, overrides, smoke=args.smoke)
     view = _attach_view(sweep.spec.metric, sweep.spec.mode, sweep.epochs)
     try:
         frame = start_sweep(sweep, args.results, storage=args.storage, fresh=args.fresh,
@@ -194,7 +215,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--smoke", action="store_true")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("run", help="run a sweep on Ray Tune")
+    p = sub.add_parser("run", help="run a sweep (on Ray Tune, or --executor local)")
     p.add_argument("spec")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a spec key (search.num_samples=8) or a fixed trainable key (epochs=5)")
@@ -202,6 +223,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help="pyarrow.fs URI for checkpoints and results (e.g. s3://bucket/sweeps)")
     p.add_argument("--fresh", action="store_true", help="replace earlier results of this sweep")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    p.add_argument("--executor", choices=["ray", "local"],
+                   help="ray (Ray Tune) or local (this machine's processes, no Ray); default: the spec's "
+                   "resources.executor, else ray")
     common(p)
     p.set_defaults(func=cmd_run)
 

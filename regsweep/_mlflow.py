@@ -126,6 +126,7 @@ class MlflowSync:
         self.runs: dict[str, str] = {}
         self.logged: dict[str, set[int]] = {}
         self.ended: set[str] = set()
+        self._params_due: dict[str, list[Any]] = {}
 
     def _experiment(self) -> str:
         if self.experiment_id is None:
@@ -177,48 +178,61 @@ class MlflowSync:
             if not token:
                 break
 
-    def _child(self, trial: TrialLog, reconcile: bool) -> str:
+    def _child(self, trial: TrialLog, reconcile: bool) -> tuple[str, list[Any]]:
+        """The trial's run id, and the params still to log when the run was created just now."""
         from mlflow.entities import Param
 
-        if trial.key not in self.runs and reconcile:
-            self._find_children()
         if trial.key in self.runs:
             run_id = self.runs[trial.key]
             if reconcile or trial.key not in self.logged:
                 history = self.client.get_metric_history(run_id, "epoch")
                 self.logged[trial.key] = {int(m.step) for m in history}
-            return run_id
+            return run_id, self._params_due.get(trial.key, [])
         tags = {"mlflow.parentRunId": self.parent_id, "regsweep.trial_key": trial.key, "trial_id": trial.trial_id,
                 "config_id": trial.config_id, "seed": str(trial.seed), "stage": trial.stage, "status": trial.status}
         run = self.client.create_run(self._experiment(), run_name=trial.name or trial.trial_id, tags=tags)
         run_id = self.runs[trial.key] = run.info.run_id
         self.logged[trial.key] = set()
         config = {**self.fixed, **trial.params, "seed": trial.seed}
-        params = [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for k, v in config.items()]
-        for start in range(0, len(params), 100):
-            self.client.log_batch(run_id, params=params[start:start + 100])
-        return run_id
+        # Logged with the run's first metrics; kept until then, so a failed push sends them again.
+        due = self._params_due[trial.key] = [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v))
+                                             for k, v in config.items()]
+        return run_id, due
+
+    def _log(self, run_id: str, metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
+        """As few log_batch calls as MLflow's limits allow (each is a transaction on the store:
+        most of the cost of a short trial's logging is per call, not per value)."""
+        while metrics or params or tags:
+            batch_params, params = params[:100], params[100:]
+            batch_tags, tags = tags[:100], tags[100:]
+            room = 1000 - len(batch_params) - len(batch_tags)
+            batch_metrics, metrics = metrics[:room], metrics[room:]
+            self.client.log_batch(run_id, metrics=batch_metrics, params=batch_params, tags=batch_tags)
 
     def push(self, trials: Iterable[TrialLog], reconcile: bool = False) -> None:
         """Send what MLflow lacks of these trials. Raises on any tracking error (caller retries)."""
         from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
+        if reconcile:  # once per push: every run of the sweep MLflow already has
+            self._find_children()
         for trial in trials:
-            run_id = self._child(trial, reconcile)
+            run_id, params = self._child(trial, reconcile)
             new_steps = sorted(set(trial.epochs) - self.logged[trial.key])
             metrics = [Metric("epoch", step, now, step) for step in new_steps]
             metrics += [Metric(k, v, now, step) for step in new_steps for k, v in trial.epochs[step].items()]
-            for start in range(0, len(metrics), 1000):
-                self.client.log_batch(run_id, metrics=metrics[start:start + 1000])
-            self.logged[trial.key].update(new_steps)
-            if trial.status != "running" and trial.key not in self.ended:
+            tags = []
+            ends = trial.status != "running" and trial.key not in self.ended
+            if ends:
                 last = max(trial.epochs, default=0)
                 tags = [RunTag("status", trial.status), RunTag("stopped_by", str(trial.stopped_by))]
                 if trial.error:
                     tags.append(RunTag("error", trial.error[:5000]))
-                finals = [Metric(k, v, now, last) for k, v in trial.final.items()]
-                self.client.log_batch(run_id, metrics=finals, tags=tags)
+                metrics += [Metric(k, v, now, last) for k, v in trial.final.items()]
+            self._log(run_id, metrics, params, tags)
+            self._params_due.pop(trial.key, None)
+            self.logged[trial.key].update(new_steps)
+            if ends:
                 self.client.set_terminated(run_id, RUN_STATUS.get(trial.status, "KILLED"))
                 self.ended.add(trial.key)
 

@@ -33,6 +33,9 @@ class SchedulerSettings(_Strict):
 
 
 class ResourceSettings(_Strict):
+    executor: Literal["ray", "local"] = Field(
+        "ray", description="ray: Ray Tune, on a local Ray or the cluster in RAY_ADDRESS; local: worker processes on "
+        "this machine without Ray (seconds less start-up per sweep)")
     cpu: float = Field(1.0, gt=0.0)
     gpu: float = Field(0.0, ge=0.0)
     max_failures: int = Field(2, ge=0)

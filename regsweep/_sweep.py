@@ -17,7 +17,7 @@ import pandas as pd
 
 from regsweep._results import JOURNAL_FILE, compact, ended_trials, read_journal, read_results
 from regsweep._space import grid_points, random_points
-from regsweep._validate import Sweep, load_sweep, preflight_data
+from regsweep._validate import Sweep, load_sweep, preflight_config, preflight_data
 
 STATE_FILE = "sweep.json"
 DEFAULT_RESULTS = "results"
@@ -122,12 +122,14 @@ def top_configs(frame: pd.DataFrame, sweep: Sweep, stage: str = "search") -> lis
 
 
 def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[str, Any]] | None,
-               restore: bool) -> None:
+               restore: bool, pool: Any) -> None:
+    if pool is not None:
+        pool.run_stage(paths, stage, points, restore)
+        return
     from regsweep import _tune
 
     _tune.quiet_tune()
-    callback = _tune.JournalCallback(paths.journal, stage, sweep.space, sweep.epochs,
-                                    _tune.uses_asha(sweep, stage))
+    callback = _tune.JournalCallback(paths.journal, stage, sweep.space, sweep.epochs, sweep.uses_asha(stage))
     if restore and _tune.stage_exists(paths.storage, stage):
         tuner = _tune.restore_tuner(sweep, stage, paths.storage, ended_trials(paths.journal, stage))
     else:
@@ -166,7 +168,8 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
             on_stage: Callable[[str, int | None], None] | None = None,
             prepare: Callable[[], None] | None = None, create: Callable[[], None] | None = None) -> pd.DataFrame:
     """Run (or finish) every stage of the sweep, keeping the state file current. `prepare` (a new sweep's
-    data check) runs while Ray starts; `create` (its results folder) once Ray can place a trial."""
+    data check) runs while Ray or the local executor's workers start; `create` (its results folder) once
+    they can place a trial."""
     from regsweep._tracking import finish_tracking, start_tracking
 
     def prepare_beside() -> None:
@@ -175,31 +178,52 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
         if state.get("mlflow", True):
             import mlflow.tracking  # noqa: F401  (the slow part of opening the run)
 
-    _beside_ray_start(sweep, prepare_beside)
-    # Only once Ray can place a trial: a sweep that cannot run leaves no folder and no MLflow run behind.
-    if create is not None:
-        create()
-    follower = start_tracking(sweep, paths, state)
-    _write_state(paths, state)
+    pool = None
+    if sweep.spec.resources.executor == "local":
+        from regsweep._local import WorkerPool
+
+        pool = WorkerPool(sweep, paths.storage)
+        try:
+            # The data check runs in a worker (which keeps the data) while MLflow imports here.
+            if prepare is not None and sweep.builtin:
+                pool.start_preflight(preflight_config(sweep))
+            if state.get("mlflow", True):
+                import mlflow.tracking  # noqa: F401
+            if prepare is not None and sweep.builtin:
+                pool.finish_preflight()
+        except BaseException:
+            pool.close()
+            raise
+    else:
+        _beside_ray_start(sweep, prepare_beside)
     try:
-        frame = _run_stages(sweep, paths, state, restore, on_stage)
-    except BaseException:
-        if follower is not None:
-            follower.stop(attempts=1)
-        raise
+        # Only once trials can be placed: a sweep that cannot run leaves no folder and no MLflow run behind.
+        if create is not None:
+            create()
+        follower = start_tracking(sweep, paths, state)
+        _write_state(paths, state)
+        try:
+            frame = _run_stages(sweep, paths, state, restore, on_stage, pool)
+        except BaseException:
+            if follower is not None:
+                follower.stop(attempts=1)
+            raise
+    finally:
+        if pool is not None:
+            pool.close()
     finish_tracking(follower, sweep, paths, state, frame)
     _write_state(paths, state)
     return frame
 
 
 def _run_stages(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: bool,
-                on_stage: Callable[[str, int | None], None] | None) -> pd.DataFrame:
+                on_stage: Callable[[str, int | None], None] | None, pool: Any) -> pd.DataFrame:
     stages = state.setdefault("stages", {})
     if stages.get("search") != "finished":
         points = _stage_points(sweep)
         if on_stage:
             on_stage("search", len(points) if points is not None else sweep.spec.search.num_samples)
-        _run_stage(sweep, paths, "search", points, restore)
+        _run_stage(sweep, paths, "search", points, restore, pool)
         stages["search"] = "finished"
         _write_state(paths, state)
     frame = compact(paths.journal, paths.storage)
@@ -211,7 +235,7 @@ def _run_stages(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore:
         if points:
             if on_stage:
                 on_stage("confirm", len(points))
-            _run_stage(sweep, paths, "confirm", points, restore)
+            _run_stage(sweep, paths, "confirm", points, restore, pool)
         stages["confirm"] = "finished"
         _write_state(paths, state)
         frame = compact(paths.journal, paths.storage)

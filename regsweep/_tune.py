@@ -28,24 +28,14 @@ from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from regsweep._ahead import epochs_with_checkpoints, report_ahead  # noqa: E402
-from regsweep._results import SUMMARY_KEYS, Journal, ended_trials  # noqa: E402
-from regsweep._space import OptunaDefineByRun, config_id, decode_point  # noqa: E402
+from regsweep._record import TrialRecorder, trial_name, trial_params  # noqa: E402
+from regsweep._results import ended_trials  # noqa: E402
+from regsweep._space import OptunaDefineByRun  # noqa: E402
 from regsweep._spec import SpecError  # noqa: E402
 from regsweep._validate import Sweep, load_user_trainable  # noqa: E402
 from trainables import Problem  # noqa: E402
 
 CHECKPOINT_FILE = "trial.pt"
-# Driver-side listeners of finished trials (the progress display). Kept out of the callback so a
-# callback unpickled by Tuner.restore reaches the display of the process that resumed it.
-_LISTENERS: list[Callable[[dict[str, Any]], None]] = []
-
-
-def set_trial_listener(listener: Callable[[dict[str, Any]], None] | None) -> None:
-    """Call `listener` with every journal record: epochs (kind 'epoch') and ends (kind 'end')."""
-    _LISTENERS.clear()
-    if listener is not None:
-        _LISTENERS.append(listener)
-_RESERVED = {"config_id", "point"}
 
 
 @dataclass(frozen=True)
@@ -58,12 +48,6 @@ class TrialPayload:
     threads: int
     checkpoint_every_s: float
     ended: frozenset[str] = frozenset()  # on resume: trials the journal shows finished
-
-
-def trial_params(config: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
-    """The searched parameters and seed of a trial, from its Tune config (grid stages nest them)."""
-    params = config["point"] if "point" in config else config
-    return decode_point({k: v for k, v in params.items() if k not in _RESERVED}, space)
 
 
 def run_trial(config: dict[str, Any], payload: TrialPayload) -> None:
@@ -103,7 +87,7 @@ class JournalCallback(tune.Callback):
     can only repeat epochs (deduplicated later), never skip them. Holds no open state when pickled."""
 
     def __init__(self, journal_path: Path, stage: str, space: dict[str, Any], epochs: int, asha: bool):
-        self.journal = Journal(journal_path)
+        self.recorder = TrialRecorder(journal_path, stage, space)
         self.stage, self.space, self.epochs, self.asha = stage, space, epochs, asha
         self._last: dict[str, dict[str, Any]] = {}
         # A new stage's trials get new ids, so none of them can have ended yet; only a callback
@@ -116,44 +100,19 @@ class JournalCallback(tune.Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Unpickled by Tuner.restore: trials the journal shows ended get no second end record.
         self.__dict__.update(state)
-        self._ended = ended_trials(self.journal.path, self.stage)
-
-    def _already_ended(self, trial: Any) -> bool:
-        return trial.trial_id in self._ended
-
-    def _base(self, trial: Any) -> dict[str, Any]:
-        params = trial_params(trial.config, self.space)
-        row = {"stage": self.stage, "trial_id": trial.trial_id, "config_id": config_id(params),
-               "seed": params.get("seed"), "trial_name": str(trial)}
-        row.update({f"config/{k}": v for k, v in params.items() if k != "seed"})
-        return row
+        self._ended = ended_trials(self.recorder.journal.path, self.stage)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        metrics = {k: v for k, v in result.items() if k not in ("config", "done", "trial_id", "date",
-                   "timestamp", "pid", "node_ip", "checkpoint_dir_name", "should_checkpoint",
-                   "iterations_since_restore", "time_since_restore")}
-        metrics.setdefault("epoch", result.get("training_iteration"))
-        metrics.pop("status", None)
-        row = {**self._base(trial), **metrics, "kind": "epoch", "reported_at": time.time()}
         self._last[trial.trial_id] = result
-        self.journal.write(row)
-        for listener in _LISTENERS:
-            listener(row)
+        self.recorder.epoch(trial.trial_id, trial_params(trial.config, self.space), str(trial), result)
 
     def _end(self, trial: Any, status: str, stopped_by: str, error: str | None = None) -> None:
         last = self._last.pop(trial.trial_id, None) or trial.last_result or {}
-        record = {**self._base(trial), "kind": "end", "status": status, "stopped_by": stopped_by, "error": error}
-        for key in SUMMARY_KEYS:
-            if key in last:
-                record[key] = last[key]
-        if "epochs_trained" not in record and last:
-            record["epochs_trained"] = last.get("epoch", last.get("training_iteration"))
-        self.journal.write(record)
-        for listener in _LISTENERS:
-            listener({**record, "kind": "end", "metrics": last})
+        self.recorder.end(trial.trial_id, trial_params(trial.config, self.space), str(trial), last, status,
+                          stopped_by, error)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if self._already_ended(trial):
+        if trial.trial_id in self._ended:
             return
         last = self._last.get(trial.trial_id) or trial.last_result or {}
         status = last.get("status")
@@ -166,12 +125,12 @@ class JournalCallback(tune.Callback):
             self._end(trial, "completed", "completed")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if self._already_ended(trial):
+        if trial.trial_id in self._ended:
             return
         self._end(trial, "error", "error", _error_message(trial))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.journal.close()
+        self.recorder.close()
 
 
 def _error_message(trial: Any) -> str:
@@ -185,11 +144,6 @@ def _error_message(trial: Any) -> str:
         text = str(trial.get_error())
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else "unknown error (see the trial's error.txt)"
-
-
-def uses_asha(sweep: Sweep, stage: str) -> bool:
-    """ASHA stops trials in the search stage only; the confirm stage runs every seed to the end."""
-    return sweep.spec.scheduler.type == "asha" and stage == "search"
 
 
 def ensure_ray() -> None:
@@ -230,8 +184,7 @@ def quiet_tune() -> None:
 
 
 def _trial_name(trial: Any) -> str:
-    params = trial_params(trial.config, {})
-    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())[:120]
+    return trial_name(trial_params(trial.config, {}))
 
 
 def build_tuner(sweep: Sweep, stage: str, storage: str, callback: JournalCallback,
@@ -252,7 +205,7 @@ def build_tuner(sweep: Sweep, stage: str, storage: str, callback: JournalCallbac
         if spec.search.max_concurrent:
             search_alg = ConcurrencyLimiter(search_alg, max_concurrent=spec.search.max_concurrent)
         num_samples, param_space = spec.search.num_samples, None
-    use_asha = uses_asha(sweep, stage)
+    use_asha = sweep.uses_asha(stage)
     scheduler = ASHAScheduler(max_t=sweep.epochs, grace_period=spec.scheduler.grace_period,
                               reduction_factor=spec.scheduler.reduction_factor) if use_asha else FIFOScheduler()
     tune_config = tune.TuneConfig(

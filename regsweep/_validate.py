@@ -48,6 +48,10 @@ class Sweep:
     def builtin(self) -> bool:
         return self.spec.trainable in trainables.TRAINABLES
 
+    def uses_asha(self, stage: str) -> bool:
+        """ASHA stops trials in the search stage only; the confirm stage runs every seed to the end."""
+        return self.spec.scheduler.type == "asha" and stage == "search"
+
 
 def load_user_trainable(ref: str) -> Callable[[dict[str, Any]], Any]:
     """Import 'package.module:function'; raises ValueError with what went wrong."""
@@ -196,6 +200,11 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke:
     if spec.scheduler.type == "asha" and spec.scheduler.grace_period > sweep.epochs:
         problems.append(Problem("scheduler.grace_period", spec.scheduler.grace_period,
                                 f"must be at most the epoch budget ({sweep.epochs})", source))
+    rate = spec.scheduler.reduction_factor
+    if spec.resources.executor == "local" and spec.scheduler.type == "asha" and rate != int(rate):
+        problems.append(Problem("scheduler.reduction_factor", rate, "the local executor's ASHA (Optuna's "
+                                "SuccessiveHalvingPruner) needs a whole number, 2 or more; or use resources.executor: ray",
+                                source))
     if not problems and sweep.builtin:
         problems += _check_configs(sweep, source) + _check_device(sweep, source)
     if problems:
@@ -207,8 +216,11 @@ def preflight_data(sweep: Sweep) -> None:
     """Load the sweep's data once on the driver before Ray starts: a missing download, a bad checksum or
     a Parquet file without the named columns is one clear DatasetError here, not an error per trial.
     (On one machine this also fills the download cache the trials then read.)"""
-    if not sweep.builtin:
-        return
+    if sweep.builtin:
+        trainables.get_trainable(sweep.spec.trainable).make_trial(preflight_config(sweep))
+
+
+def preflight_config(sweep: Sweep) -> dict[str, Any]:
+    """The config of the data check: the sweep's first point, seed 0."""
     points = _points(sweep)
-    config = {**sweep.fixed, **(points[0] if points else {}), "seed": 0}
-    trainables.get_trainable(sweep.spec.trainable).make_trial(config)
+    return {**sweep.fixed, **(points[0] if points else {}), "seed": 0}

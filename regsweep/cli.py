@@ -9,6 +9,7 @@ import math
 import sys
 from typing import Any
 
+from regsweep._commands import cmd_run, start_local_workers_early
 from regsweep._commands import register as register_engine_commands
 from regsweep._overrides import UsageError, parse_overrides
 
@@ -63,11 +64,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "func", None) is cmd_run:
+        # Before torch is imported here: the local executor's workers import it in their own process meanwhile.
+        start_local_workers_early(args)
     import trainables
     from regsweep._spec import SpecError
     from regsweep._sweep import SweepStateError
 
-    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (UsageError, SpecError, SweepStateError, trainables.ConfigError, trainables.DatasetError) as exc:

@@ -1,4 +1,5 @@
-"""A sweep whose driver is SIGKILLed mid-way resumes to every trial complete exactly once."""
+"""A sweep whose driver is SIGKILLed mid-way resumes to every trial complete exactly once, under Ray Tune
+and under the local executor (which resumes with the executor it started with)."""
 
 import json
 import os
@@ -21,7 +22,8 @@ def journal_records(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
 
 
-def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec):
+@pytest.mark.parametrize("executor", ["ray", "local"])
+def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, executor):
     spec = write_spec({
         "name": "killme", "trainable": "cnn", "dataset": "digits",
         "fixed": {"epochs": EPOCHS, "filters": 16, "batch_size": 32},
@@ -30,8 +32,8 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec):
     })
     results = tmp_path / "results"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results)]
-    # Its own process group, so the kill takes the driver and the Ray it started, like a crash.
+    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--executor", executor]
+    # Its own process group, so the kill takes the driver and the Ray (or the workers) it started, like a crash.
     driver = subprocess.Popen(command, env=env, cwd=tmp_path, start_new_session=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     journal = results / "killme" / "journal.jsonl"
@@ -60,6 +62,8 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec):
     epochs = frame.groupby("trial_id")["epoch"].apply(sorted)
     assert all(e == list(range(1, EPOCHS + 1)) for e in epochs), epochs.to_dict()
     assert not frame.duplicated(["trial_id", "epoch"]).any()
+    # The resumed sweep ran on the executor it started with.
+    assert frame["node_id"].str.startswith("local:").all() == (executor == "local")
     # Trials that had finished before the kill trained no epoch again.
     after_kill = journal_records(journal)[len(before_kill):]
     retrained = [r for r in after_kill if r.get("kind") == "epoch" and r["trial_id"] in ended_before]

@@ -23,3 +23,20 @@ def reports_visible_gpus(config):
     import os
 
     yield {"epoch": 1, "val_acc": 0.5, "visible_gpus": os.environ.get("CUDA_VISIBLE_DEVICES", "unset")}
+
+
+def fails_then_counts(config):
+    """Counts its attempts in a file of `counter_dir`; fails its first `fail_times` attempts, then reports
+    two epochs. mode 'raise' raises; mode 'die' ends its process abruptly (a crash it cannot report)."""
+    import os
+
+    counter = os.path.join(config["counter_dir"], f"{config['mode']}-{config['fail_times']}")
+    attempts = (int(open(counter).read()) if os.path.exists(counter) else 0) + 1
+    with open(counter, "w") as handle:
+        handle.write(str(attempts))
+    if attempts <= config.get("fail_times", 0):
+        if config.get("mode") == "die":
+            os._exit(3)
+        raise ValueError(f"attempt {attempts} failed on purpose")
+    for epoch in (1, 2):
+        yield {"epoch": epoch, "val_acc": 0.5 + 0.1 * epoch, "attempts": attempts}

@@ -1,0 +1,311 @@
+"""The local executor (`resources.executor: local`): a sweep's trials on this machine, without Ray.
+
+Worker processes are forked from a multiprocessing fork server that imported torch and the
+trainables once, so a trial starts in milliseconds instead of a Ray actor's seconds. Optuna decides
+what runs: TPE (or the listed grid/random/confirm points) and, for ASHA, Optuna's
+SuccessiveHalvingPruner, which is asynchronous successive halving. The study lives in an Optuna
+journal file beside the sweep's own journal, so an interrupted sweep resumes with its search history;
+trials record, retry (`max_failures`, from their last checkpoint) and end as under Ray Tune.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from typing import Any
+
+from regsweep._local_worker import CHECKPOINT_FOLDER, serve, start_fork_server
+from regsweep._record import TrialRecorder, trial_name
+from regsweep._results import ended_trials
+from regsweep._space import OptunaDefineByRun, decode_point
+from regsweep._spec import SpecError
+from regsweep._validate import Sweep
+from trainables import DatasetError, Problem
+
+FINAL = ("completed", "stopped_early", "diverged")
+_KEY_ATTR = "regsweep_trial"
+
+
+def slot_devices(sweep: Sweep) -> list[str]:
+    """CUDA_VISIBLE_DEVICES of every trial slot: as many slots as this machine's CPUs and GPUs (and
+    search.max_concurrent) allow for the trial's resources.cpu and resources.gpu."""
+    res = sweep.spec.resources
+    count = int(len(os.sched_getaffinity(0)) // res.cpu)
+    if sweep.spec.search.max_concurrent:
+        count = min(count, sweep.spec.search.max_concurrent)
+    if res.gpu <= 0:
+        return [""] * count
+    import torch
+
+    gpus, width = torch.cuda.device_count(), max(1, math.ceil(res.gpu))
+    count = min(count, int(gpus // res.gpu) if res.gpu <= 1 else gpus // width)
+    first = [int(i * res.gpu) if res.gpu <= 1 else i * width for i in range(count)]
+    return [",".join(str(d) for d in range(start, start + width)) for start in first]
+
+
+def check_fits(sweep: Sweep, storage: str) -> None:
+    """What the local executor cannot do, said before anything is written."""
+    res, source = sweep.spec.resources, str(sweep.spec_path)
+    problems = []
+    if "://" in storage:
+        problems.append(Problem("resources.storage", storage, "the local executor keeps checkpoints on this machine's "
+                                "disk: leave storage unset or name a local folder, or use resources.executor: ray",
+                                source))
+    if not slot_devices(sweep):
+        cpus = len(os.sched_getaffinity(0))
+        have = f"{cpus} CPUs" if res.gpu <= 0 else f"{cpus} CPUs and the GPUs torch sees"
+        problems.append(Problem("resources", {"cpu": res.cpu, "gpu": res.gpu}, f"this machine has {have}, too few for "
+                                "one trial; ask for less, or run on a machine or cluster that has them "
+                                "(resources.executor: ray)", source))
+    if problems:
+        raise SpecError(problems)
+
+
+@dataclass
+class _Running:
+    key: str
+    params: dict[str, Any]
+    task: dict[str, Any]
+    trial: Any  # optuna.Trial
+    failures: int = 0
+    last: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Slot:
+    devices: str
+    process: Any = None
+    conn: Any = None
+    running: _Running | None = None
+
+
+class WorkerPool:
+    """The worker processes of one sweep, reused by its stages."""
+
+    def __init__(self, sweep: Sweep, storage: str):
+        check_fits(sweep, storage)
+        self.sweep, self.storage = sweep, storage
+        self._context = start_fork_server()  # a no-op when the CLI started it already
+        self.slots = [_Slot(devices) for devices in slot_devices(sweep)]
+
+    def _start(self, slot: _Slot) -> None:
+        ours, theirs = self._context.Pipe()
+        slot.process = self._context.Process(target=serve, args=(theirs, slot.devices, dict(os.environ)), daemon=True,
+                                             name="regsweep-worker")
+        slot.process.start()
+        theirs.close()
+        slot.conn = ours
+
+    def start_preflight(self, config: dict[str, Any]) -> None:
+        """Send the data check to the first worker (see preflight_data); `finish_preflight` waits for it."""
+        slot = self.slots[0]
+        self._start(slot)
+        slot.conn.send({"preflight": True, "trainable": self.sweep.spec.trainable, "config": config,
+                        "threads": max(1, int(self.sweep.spec.resources.cpu))})
+
+    def finish_preflight(self) -> None:
+        """Raise the worker's DatasetError here, as one clear error before anything is written."""
+        slot = self.slots[0]
+        try:
+            kind, body = slot.conn.recv()
+        except (EOFError, OSError):
+            slot.process.join(timeout=5)
+            raise RuntimeError(f"the local executor's worker ended (exit code {slot.process.exitcode}) before it could "
+                               "check the data; a script of yours that starts sweeps must guard its entry point with "
+                               "`if __name__ == '__main__':`, as any multiprocessing program") from None
+        if kind == "error":
+            if body["type"] == "DatasetError":
+                raise DatasetError(body["text"])
+            raise RuntimeError(f"checking the sweep's data failed in a worker:\n{body['traceback']}")
+
+    def close(self) -> None:
+        """Stop every worker (a trial still running is abandoned, as on Ctrl-C)."""
+        for slot in self.slots:
+            if slot.process is None:
+                continue
+            if slot.running is None:
+                try:
+                    slot.conn.send(None)
+                except OSError:
+                    pass
+                slot.process.join(timeout=2)
+            if slot.process.is_alive():
+                slot.process.terminate()
+                slot.process.join(timeout=5)
+            slot.conn.close()
+            slot.process = slot.conn = slot.running = None
+
+    def run_stage(self, paths: Any, stage: str, points: list[dict[str, Any]] | None, restore: bool) -> None:
+        """Run one stage to its end: `points` (grid, random, confirm) or Optuna's TPE."""
+        _Stage(self, paths, stage, points, restore).run()
+
+
+class _Stage:
+    def __init__(self, pool: WorkerPool, paths: Any, stage: str, points: list[dict[str, Any]] | None,
+                 restore: bool):
+        import optuna
+
+        self.pool, self.sweep, self.stage, self.points = pool, pool.sweep, stage, points
+        spec = self.sweep.spec
+        self.recorder = TrialRecorder(paths.journal, stage, self.sweep.space)
+        self.define = OptunaDefineByRun(self.sweep.space, {"seed": 0})
+        self.total = len(points) if points is not None else spec.search.num_samples
+        self.asha = self.sweep.uses_asha(stage)
+        self.budget_ends = time.monotonic() + spec.resources.time_budget_s if spec.resources.time_budget_s else None
+        self.trial_root = os.path.join(pool.storage, stage)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        pruner = (optuna.pruners.SuccessiveHalvingPruner(min_resource=spec.scheduler.grace_period,
+                                                         reduction_factor=int(spec.scheduler.reduction_factor))
+                  if self.asha else optuna.pruners.NopPruner())
+        sampler = optuna.samplers.TPESampler(seed=spec.search.seed) if points is None else None
+        storage = JournalStorage(JournalFileBackend(str(paths.local / f"optuna-{stage}.log")))
+        self.study = optuna.create_study(storage=storage, study_name=stage, sampler=sampler, pruner=pruner,
+                                         direction="maximize" if spec.mode == "max" else "minimize",
+                                         load_if_exists=True)
+        self.reruns = self._unfinished(ended_trials(paths.journal, stage) if restore else frozenset())
+        self.next_new = len({t.user_attrs[_KEY_ATTR] for t in self.study.trials if _KEY_ATTR in t.user_attrs})
+
+    def _unfinished(self, ended: frozenset[str]) -> int:
+        """Trials a killed driver left running: those the journal shows ended are told to the study,
+        the others are queued again (under their own id, so they resume from their checkpoint)."""
+        from optuna.trial import TrialState
+
+        queued = 0
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            key = frozen.user_attrs.get(_KEY_ATTR)
+            values = list(frozen.intermediate_values.values())
+            if key in ended and values and math.isfinite(values[-1]):
+                self.study.tell(frozen.number, values[-1])
+                continue
+            self.study.tell(frozen.number, state=TrialState.FAIL)
+            if key is not None and key not in ended:
+                self.study.enqueue_trial(frozen.params, user_attrs={_KEY_ATTR: key})
+                queued += 1
+        return queued
+
+    def run(self) -> None:
+        try:
+            while True:
+                self._fill()
+                busy = [slot for slot in self.pool.slots if slot.running is not None]
+                if not busy:
+                    return
+                ready = set(wait([slot.conn for slot in busy] + [slot.process.sentinel for slot in busy]))
+                for slot in busy:
+                    if slot.conn in ready or slot.process.sentinel in ready:
+                        self._receive(slot)
+        finally:
+            self.recorder.close()
+
+    def _over_budget(self) -> bool:
+        return self.budget_ends is not None and time.monotonic() >= self.budget_ends
+
+    def _fill(self) -> None:
+        for slot in self.pool.slots:
+            if slot.running is None and (self.reruns or self.next_new < self.total) and not self._over_budget():
+                slot.running = self._next()
+                self._send_task(slot)
+
+    def _next(self) -> _Running:
+        trial = self.study.ask()
+        key = trial.user_attrs.get(_KEY_ATTR)
+        if key is None:
+            key = f"{self.stage}_{self.next_new:05d}"
+            trial.set_user_attr(_KEY_ATTR, key)
+            self.next_new += 1
+        else:
+            self.reruns -= 1
+        if self.points is not None:
+            params = dict(self.points[int(key.rsplit("_", 1)[1])])
+        else:
+            constants = self.define(trial)
+            params = decode_point({**trial.params, **constants}, self.sweep.space)
+        spec = self.sweep.spec
+        task = {"trainable": spec.trainable, "config": {**self.sweep.fixed, **params},
+                "threads": max(1, int(spec.resources.cpu)), "checkpoint_every_s": spec.resources.checkpoint_every_s,
+                "checkpoint_dir": os.path.join(self.trial_root, key, CHECKPOINT_FOLDER),
+                "stoppable": self.asha or self.budget_ends is not None}
+        return _Running(key, params, task, trial)
+
+    def _send_task(self, slot: _Slot) -> None:
+        if slot.process is None or not slot.process.is_alive():
+            self.pool._start(slot)
+        _send(slot, slot.running.task)
+
+    def _receive(self, slot: _Slot) -> None:
+        try:
+            if not slot.conn.poll():
+                raise EOFError
+            kind, body = slot.conn.recv()
+        except (EOFError, OSError):
+            slot.process.join(timeout=5)
+            code = slot.process.exitcode
+            slot.conn.close()
+            slot.process = slot.conn = None
+            self._failed(slot, f"WorkerDied: the trial's process ended (exit code {code})", "")
+            return
+        if kind == "epoch":
+            stopped_by = self._epoch(slot.running, body)
+            if slot.running.task["stoppable"]:
+                _send(slot, "stop" if stopped_by else "go")
+            if stopped_by:
+                self._finish(slot, "stopped_early", stopped_by)
+        elif kind == "end":
+            last = slot.running.last
+            status = last.get("status") if last.get("status") in FINAL else "completed"
+            self._finish(slot, status, last.get("stopped_by") or status)
+        else:
+            self._failed(slot, body["message"], body["traceback"])
+
+    def _epoch(self, running: _Running, metrics: dict[str, Any]) -> str | None:
+        """Journal an epoch; why the trial must stop now (ASHA pruned it, the time budget is spent), or None."""
+        running.last = metrics
+        self.recorder.epoch(running.key, running.params, trial_name(running.params), metrics)
+        if metrics.get("status") in FINAL:
+            return None  # its last epoch: the worker ends it
+        value, epoch = metrics.get(self.sweep.spec.metric), int(metrics.get("epoch", 0))
+        if self.asha and isinstance(value, (int, float)) and math.isfinite(value):
+            running.trial.report(float(value), epoch)
+            if running.trial.should_prune():
+                return f"asha@{epoch}"
+        return "time_budget" if self._over_budget() else None
+
+    def _finish(self, slot: _Slot, status: str, stopped_by: str, error: str | None = None) -> None:
+        from optuna.trial import TrialState
+
+        running, slot.running = slot.running, None
+        self.recorder.end(running.key, running.params, trial_name(running.params), running.last, status,
+                          stopped_by, error)
+        value = running.last.get(self.sweep.spec.metric)
+        if status == "error" or not isinstance(value, (int, float)) or not math.isfinite(value):
+            self.study.tell(running.trial, state=TrialState.FAIL)
+        elif stopped_by.startswith("asha@") or stopped_by == "time_budget":
+            self.study.tell(running.trial, state=TrialState.PRUNED)
+        else:
+            self.study.tell(running.trial, float(value))
+
+    def _failed(self, slot: _Slot, message: str, details: str) -> None:
+        """Retry from the last checkpoint while `max_failures` allows; then record the error."""
+        running = slot.running
+        if running.failures < self.sweep.spec.resources.max_failures:
+            running.failures += 1
+            self._send_task(slot)
+            return
+        folder = os.path.join(self.trial_root, running.key)
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "error.txt"), "w", encoding="utf-8") as handle:
+            handle.write(details or message)
+        self._finish(slot, "error", "error", message)
+
+
+def _send(slot: _Slot, message: Any) -> None:
+    """A worker that died meanwhile is found by its sentinel on the next wait, not here."""
+    try:
+        slot.conn.send(message)
+    except OSError:
+        pass

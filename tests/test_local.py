@@ -1,0 +1,152 @@
+"""The local executor (resources.executor: local): real worker processes, real Optuna, no Ray."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from regsweep._results import read_journal
+from regsweep._spec import SpecError
+from regsweep._sweep import start_sweep
+from regsweep._validate import load_sweep
+
+
+def run(spec_path, tmp_path, **kwargs):
+    sweep = load_sweep(spec_path, {"resources.executor": "local"})
+    return sweep, start_sweep(sweep, str(tmp_path / "results"), **kwargs)
+
+
+def trial_ends(frame):
+    return frame.sort_values("epoch").groupby(["stage", "trial_id"]).tail(1)
+
+
+def test_grid_with_seeds_runs_every_point_in_worker_processes_and_logs_to_mlflow(tmp_path, write_spec):
+    spec = write_spec({
+        "name": "localgrid", "trainable": "cnn", "dataset": "digits",
+        "fixed": {"epochs": 2, "filters": 8, "fc_units": [32]},
+        "search_space": {"dropout": {"grid": [0.0, 0.4]}, "norm": {"grid": ["batch", "none"]}},
+        "search": {"algorithm": "grid"}, "seeds": 2,
+    })
+    _, frame = run(spec, tmp_path)
+    ends = trial_ends(frame)
+    assert len(ends) == 8 and set(ends["status"]) == {"completed"}
+    combos = set(zip(ends["config/dropout"], ends["config/norm"], ends["seed"]))
+    assert combos == {(d, n, s) for d in (0.0, 0.4) for n in ("batch", "none") for s in (0, 1)}
+    assert sorted(frame.groupby("trial_id")["epoch"].apply(list).tolist()) == [[1, 2]] * 8
+    assert ends["node_id"].str.startswith("local:").all() and (ends["device"] == "cpu").all()
+    assert ends["val_acc"].min() > 0.1 and ends["best_val_acc"].notna().all() and ends["params"].gt(0).all()
+    # Each trial's last checkpoint is where the best-model export looks for it.
+    folder = tmp_path / "results" / "localgrid"
+    assert len(list(folder.glob("search/*/checkpoint_last/trial.pt"))) == 8
+    assert (folder / "best_model.pt").exists()
+    # Two trials at once: their attempts overlap in time.
+    spans = sorted(zip(ends["attempt_started_at"], ends["reported_at"]))
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("localgrid")
+    children = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(c.data.tags["trial_id"] for c in children) == sorted(ends["trial_id"])
+    assert all(c.info.status == "FINISHED" and "val_acc" in c.data.metrics for c in children)
+
+
+def test_optuna_with_asha_prunes_at_rungs_then_confirms_the_top_configs_with_every_seed(tmp_path, write_spec):
+    spec = write_spec({
+        "name": "localasha", "trainable": "mlp", "dataset": "digits",
+        "fixed": {"epochs": 9, "hidden": [32]},
+        "search_space": {"lr": {"loguniform": [1.0e-5, 1.0e-1]}},
+        "search": {"algorithm": "optuna", "num_samples": 12, "confirm_top_k": 2},
+        "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 3},
+        "seeds": 2,
+    })
+    _, frame = run(spec, tmp_path, mlflow=False)
+    search = trial_ends(frame[frame["stage"] == "search"])
+    assert len(search) == 12 and search["seed"].eq(0).all()
+    pruned = search[search["status"] == "stopped_early"]
+    assert len(pruned) >= 4, search[["status", "stopped_by", "epoch"]]
+    # Successive halving stops trials only at its rungs: epochs 1, 3 and 9 with grace 1 and factor 3.
+    assert set(pruned["stopped_by"]) <= {"asha@1", "asha@3"}
+    assert all(int(s.split("@")[1]) == e for s, e in zip(pruned["stopped_by"], pruned["epoch"]))
+    confirm = trial_ends(frame[frame["stage"] == "confirm"])
+    assert len(confirm) == 4 and set(confirm["status"]) == {"completed"} and (confirm["epoch"] == 9).all()
+    assert sorted(confirm["seed"]) == [0, 0, 1, 1] and confirm["config_id"].nunique() == 2
+    # TPE's history is Optuna's own journal file, so a resumed sweep keeps it.
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    log = str(tmp_path / "results" / "localasha" / "optuna-search.log")
+    study = optuna.load_study(study_name="search", storage=JournalStorage(JournalFileBackend(log)))
+    states = [t.state.name for t in study.trials]
+    assert len(states) == 12 and states.count("PRUNED") == len(pruned) and "RUNNING" not in states
+
+
+def test_failed_trials_are_retried_from_their_checkpoint_then_recorded_with_their_error(tmp_path, write_spec):
+    counters = tmp_path / "counters"
+    counters.mkdir()
+    spec = write_spec({
+        "name": "localfail", "trainable": "helpers.user_trainables:fails_then_counts",
+        "fixed": {"counter_dir": str(counters)},
+        "search_space": {"fail_times": {"grid": [1, 5]}, "mode": {"grid": ["raise", "die"]}},
+        "search": {"algorithm": "grid"}, "resources": {"max_failures": 1},
+    })
+    _, frame = run(spec, tmp_path, mlflow=False)
+    ends = trial_ends(frame).set_index(["config/mode", "config/fail_times"])
+    # max_failures: 1 is two attempts in all: a trial that fails once completes on its second.
+    for mode in ("raise", "die"):
+        assert ends.loc[(mode, 1), "status"] == "completed" and ends.loc[(mode, 1), "attempts"] == 2
+        assert (counters / f"{mode}-5").read_text() == "2"
+        assert ends.loc[(mode, 5), "status"] == "error"
+    assert ends.loc[("raise", 5), "error"] == "ValueError: attempt 2 failed on purpose"
+    assert ends.loc[("die", 5), "error"] == "WorkerDied: the trial's process ended (exit code 3)"
+    errors = {p.read_text() for p in (tmp_path / "results" / "localfail" / "search").glob("*/error.txt")}
+    assert len(errors) == 2 and any("Traceback" in e and "attempt 2 failed" in e for e in errors)
+
+
+def test_the_time_budget_stops_running_trials_and_starts_no_more(tmp_path, write_spec):
+    spec = write_spec({
+        "name": "localbudget", "trainable": "helpers.user_trainables:slow_epochs",
+        "fixed": {"epochs": 50, "sleep": 0.1},
+        "search_space": {"x": {"grid": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}},
+        "search": {"algorithm": "grid"}, "resources": {"time_budget_s": 1.5},
+    })
+    _, frame = run(spec, tmp_path, mlflow=False)
+    ends = trial_ends(frame)
+    assert len(ends) == 2, ends  # two slots; nothing new starts after the budget
+    assert set(ends["stopped_by"]) == {"time_budget"} and set(ends["status"]) == {"stopped_early"}
+    assert ends["epoch"].between(5, 49).all()
+
+
+@pytest.mark.parametrize("change, key, allowed", [
+    ({"resources": {"storage": "s3://bucket/sweeps"}}, "resources.storage", "local folder"),
+    ({"resources": {"cpu": 64}}, "resources", "too few for one trial"),
+    ({"scheduler": {"type": "asha", "reduction_factor": 2.5}}, "scheduler.reduction_factor", "whole number"),
+])
+def test_what_the_local_executor_cannot_do_is_refused_before_anything_is_written(tmp_path, write_spec, change, key,
+                                                                                 allowed):
+    spec = write_spec({
+        "name": "localbad", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 1},
+        "search_space": {"dropout": {"grid": [0.0]}}, **change,
+    })
+    with pytest.raises(SpecError) as caught:
+        run(spec, tmp_path)
+    assert key in str(caught.value) and allowed in str(caught.value) and str(spec) in str(caught.value)
+    assert not (tmp_path / "results" / "localbad").exists()
+
+
+def test_the_cli_runs_a_local_sweep_without_importing_ray(tmp_path, write_spec):
+    spec = write_spec({
+        "name": "localcli", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 2, "hidden": [16]},
+        "search_space": {"dropout": {"uniform": [0.0, 0.5]}},
+        "search": {"algorithm": "optuna", "num_samples": 4}, "resources": {"executor": "local"},
+    })
+    code = ("import sys\nfrom regsweep.cli import main\n"
+            f"code = main(['run', {str(spec)!r}, '--results', 'results', '--no-mlflow'])\n"
+            "print('ray imported:', 'ray' in sys.modules)\nsys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ray imported: False" in done.stdout and "sweep localcli: 4 trials completed 4" in done.stdout
+    state = json.loads((tmp_path / "results" / "localcli" / "sweep.json").read_text())
+    assert state["status"] == "finished" and state["overrides"] == {}
+    assert len([r for r in read_journal(tmp_path / "results" / "localcli" / "journal.jsonl") if r["kind"] == "end"]) == 4
