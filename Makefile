@@ -5,6 +5,8 @@ SMOKE_FLAG = $(if $(filter 1 true yes,$(SMOKE)),--smoke,)
 RESULTS ?= results
 SWEEPS = dropout norm depth pooling interactions regularizers combined resmlp convlstm
 SMOKE_SUFFIX = $(if $(filter 1 true yes,$(SMOKE)),-smoke,)
+# EXECUTOR=local runs the trials in worker processes on this machine, without Ray (README: --executor local).
+EXECUTOR_FLAG = $(if $(EXECUTOR),--executor $(EXECUTOR),)
 
 CLUSTER ?= cluster.yaml
 SWEEP ?= dropout
@@ -35,7 +37,7 @@ bench-quick:
 
 # One target per study in the seed journals: `make sweep-norm`, `SMOKE=1 make sweep-norm`, ...
 $(addprefix sweep-,$(SWEEPS)): sweep-%:
-	$(REGSWEEP) run sweeps/$*.yaml $(SMOKE_FLAG) --fresh --results $(RESULTS)
+	$(REGSWEEP) run sweeps/$*.yaml $(SMOKE_FLAG) $(EXECUTOR_FLAG) --fresh --results $(RESULTS)
 
 # The experiment journal of a sweep that ran: reports/NAME/journal.md and its figures.
 $(addprefix report-,$(SWEEPS)): report-%:

@@ -5,7 +5,7 @@ Ray Tune's own release test runs 10,000 one-second trials on 16 CPUs in 715 s ag
 i.e. about 0.14 CPU-slot-seconds of overhead per trial; here, CPU-slot-seconds per no-op trial are
 wall seconds x 2 cores / trials.
 
-    python bench/scale.py            # 1,000 no-op trials; 10,000 x 20 leaderboard and report
+    python bench/scale.py            # 1,000 no-op trials (local executor, then Ray); 10,000 x 20 leaderboard and report
     python bench/scale.py --quick    # 200 no-op trials; 2,000 x 20
 """
 
@@ -26,7 +26,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.g
 sys.path.insert(0, str(HERE))
 
 
-def noop_trials(n: int, folder: Path) -> float:
+def noop_trials(n: int, folder: Path, executor: str = "ray") -> float:
     from regsweep._sweep import start_sweep
     from regsweep._validate import load_sweep
 
@@ -35,10 +35,10 @@ def noop_trials(n: int, folder: Path) -> float:
         "name": "noop", "trainable": "noop_trainable:noop", "fixed": {"epochs": 1},
         "search_space": {"x": {"uniform": [0.0, 1.0]}},
         "search": {"algorithm": "random", "num_samples": n, "seed": 0},
-        "resources": {"cpu": 1},
+        "resources": {"cpu": 1, "executor": executor},
     }))
     start = time.perf_counter()
-    frame = start_sweep(load_sweep(spec), str(folder / "results"), mlflow=False)
+    frame = start_sweep(load_sweep(spec), str(folder / "results"), mlflow=False, fresh=True)
     wall = time.perf_counter() - start
     assert frame["trial_id"].nunique() == n
     return wall
@@ -80,8 +80,11 @@ def main() -> None:
         board_s, report_s = report_scale(big, folder)
         print(f"leaderboard over {big} trials x 20 epochs: {board_s:.2f}s; report (journal + figures): {report_s:.2f}s",
               flush=True)
+        local = noop_trials(n, folder, "local")
         wall = noop_trials(n, folder)
-    print(f"{n} no-op trials: {wall:.1f}s, {wall / n * 1e3:.0f} ms per trial, "
+    print(f"{n} no-op trials, --executor local: {local:.1f}s, {local / n * 1e3:.0f} ms per trial, "
+          f"{local * 2 / n:.3f} CPU-slot-s per trial", flush=True)
+    print(f"{n} no-op trials on Ray: {wall:.1f}s, {wall / n * 1e3:.0f} ms per trial, "
           f"{wall * 2 / n:.3f} CPU-slot-s per trial (Ray Tune release test: ~0.14)")
 
 

@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
-from typing import Any
+from typing import Any, Callable
 
 from regsweep._local_worker import CHECKPOINT_FOLDER, serve, start_fork_server
 from regsweep._record import TrialRecorder, trial_name
@@ -30,19 +30,28 @@ _KEY_ATTR = "regsweep_trial"
 
 
 def slot_devices(sweep: Sweep) -> list[str]:
-    """CUDA_VISIBLE_DEVICES of every trial slot: as many slots as this machine's CPUs and GPUs (and
-    search.max_concurrent) allow for the trial's resources.cpu and resources.gpu."""
+    """CUDA_VISIBLE_DEVICES of every trial slot on this machine (see plan_slots)."""
     res = sweep.spec.resources
-    count = int(len(os.sched_getaffinity(0)) // res.cpu)
-    if sweep.spec.search.max_concurrent:
-        count = min(count, sweep.spec.search.max_concurrent)
-    if res.gpu <= 0:
-        return [""] * count
-    import torch
+    gpus = 0
+    if res.gpu > 0:
+        import torch
 
-    gpus, width = torch.cuda.device_count(), max(1, math.ceil(res.gpu))
-    count = min(count, int(gpus // res.gpu) if res.gpu <= 1 else gpus // width)
-    first = [int(i * res.gpu) if res.gpu <= 1 else i * width for i in range(count)]
+        gpus = torch.cuda.device_count()
+    return plan_slots(len(os.sched_getaffinity(0)), gpus, res.cpu, res.gpu, sweep.spec.search.max_concurrent)
+
+
+def plan_slots(cpus: int, gpus: int, cpu: float, gpu: float, max_concurrent: int | None) -> list[str]:
+    """As many trial slots as `cpus` and `gpus` allow for trials asking `cpu` and `gpu` each (and at most
+    `max_concurrent`), each with the GPUs it sees: a fraction of a GPU packs slots onto one GPU in turn
+    (0.25: four per GPU), a whole number gives each slot its own GPUs; '' for CPU trials."""
+    count = int(cpus // cpu)
+    if max_concurrent:
+        count = min(count, max_concurrent)
+    if gpu <= 0:
+        return [""] * count
+    width = max(1, math.ceil(gpu))
+    count = min(count, int(gpus // gpu) if gpu <= 1 else gpus // width)
+    first = [int(i * gpu) if gpu <= 1 else i * width for i in range(count)]
     return [",".join(str(d) for d in range(start, start + width)) for start in first]
 
 
@@ -99,16 +108,24 @@ class WorkerPool:
         theirs.close()
         slot.conn = ours
 
-    def start_preflight(self, config: dict[str, Any]) -> None:
-        """Send the data check to the first worker (see preflight_data); `finish_preflight` waits for it."""
+    def check_data(self, config: dict[str, Any] | None, meanwhile: Callable[[], None]) -> None:
+        """Run `meanwhile` here while the fork server imports, then build the trial of `config` in the first
+        worker (the data check of preflight_data, which also leaves the data loaded there); its DatasetError is raised here, as one
+        clear error before anything is written. Closes the pool on any error."""
         slot = self.slots[0]
-        self._start(slot)
-        slot.conn.send({"preflight": True, "trainable": self.sweep.spec.trainable, "config": config,
-                        "threads": max(1, int(self.sweep.spec.resources.cpu))})
+        try:
+            # First: a worker's start waits until the fork server has imported torch, which is the longer wait.
+            meanwhile()
+            if config is not None:
+                self._start(slot)
+                slot.conn.send({"preflight": True, "trainable": self.sweep.spec.trainable, "config": config,
+                                "threads": max(1, int(self.sweep.spec.resources.cpu))})
+                self._preflight_answer(slot)
+        except BaseException:
+            self.close()
+            raise
 
-    def finish_preflight(self) -> None:
-        """Raise the worker's DatasetError here, as one clear error before anything is written."""
-        slot = self.slots[0]
+    def _preflight_answer(self, slot: _Slot) -> None:
         try:
             kind, body = slot.conn.recv()
         except (EOFError, OSError):

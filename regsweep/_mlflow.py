@@ -266,7 +266,7 @@ class JournalFollower:
     """Background thread: every `interval` seconds, push new journal records to MLflow. A failure
     warns once, keeps the records, and makes the next push reconcile against MLflow first."""
 
-    def __init__(self, sync: MlflowSync, journal: Path, interval: float = 2.0):
+    def __init__(self, sync: MlflowSync, journal: Path, interval: float = 0.5):
         import threading
 
         self.sync, self.journal, self.interval = sync, Path(journal), interval

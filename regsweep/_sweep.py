@@ -165,42 +165,37 @@ def _beside_ray_start(sweep: Sweep, prepare: Callable[[], None]) -> None:
 
 
 def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: bool,
-            on_stage: Callable[[str, int | None], None] | None = None,
-            prepare: Callable[[], None] | None = None, create: Callable[[], None] | None = None) -> pd.DataFrame:
-    """Run (or finish) every stage of the sweep, keeping the state file current. `prepare` (a new sweep's
-    data check) runs while Ray or the local executor's workers start; `create` (its results folder) once
-    they can place a trial."""
-    from regsweep._tracking import finish_tracking, start_tracking
+            on_stage: Callable[[str, int | None], None] | None = None, check_data: bool = False,
+            create: Callable[[], None] | None = None) -> pd.DataFrame:
+    """Run (or finish) every stage of the sweep, keeping the state file current. A new sweep's data check
+    (`check_data`) runs while Ray or the local executor's workers start; `create` (its results folder)
+    once they can place a trial."""
+    from regsweep._tracking import finish_tracking, open_client, start_tracking
 
-    def prepare_beside() -> None:
-        if prepare is not None:
-            prepare()
-        if state.get("mlflow", True):
-            import mlflow.tracking  # noqa: F401  (the slow part of opening the run)
+    clients = []
+
+    def open_mlflow() -> None:  # importing MLflow and opening its store: 1.5 s, while the trials cannot start yet
+        clients.append(open_client(sweep, state))
 
     pool = None
     if sweep.spec.resources.executor == "local":
         from regsweep._local import WorkerPool
 
         pool = WorkerPool(sweep, paths.storage)
-        try:
-            # The data check runs in a worker (which keeps the data) while MLflow imports here.
-            if prepare is not None and sweep.builtin:
-                pool.start_preflight(preflight_config(sweep))
-            if state.get("mlflow", True):
-                import mlflow.tracking  # noqa: F401
-            if prepare is not None and sweep.builtin:
-                pool.finish_preflight()
-        except BaseException:
-            pool.close()
-            raise
+        # In a worker, which keeps the data for its trials; the driver never loads it.
+        pool.check_data(preflight_config(sweep) if check_data and sweep.builtin else None, meanwhile=open_mlflow)
     else:
-        _beside_ray_start(sweep, prepare_beside)
+        def prepare() -> None:
+            if check_data:
+                preflight_data(sweep)
+            open_mlflow()
+
+        _beside_ray_start(sweep, prepare)
     try:
         # Only once trials can be placed: a sweep that cannot run leaves no folder and no MLflow run behind.
         if create is not None:
             create()
-        follower = start_tracking(sweep, paths, state)
+        follower = start_tracking(sweep, paths, state, clients[0] if clients else None)
         _write_state(paths, state)
         try:
             frame = _run_stages(sweep, paths, state, restore, on_stage, pool)
@@ -272,8 +267,7 @@ def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str 
         (paths.local / "spec.yaml").write_text(sweep.spec_text)
         _write_state(paths, state)
 
-    return execute(sweep, paths, state, restore=False, on_stage=on_stage, prepare=lambda: preflight_data(sweep),
-                   create=create)
+    return execute(sweep, paths, state, restore=False, on_stage=on_stage, check_data=True, create=create)
 
 
 def resume_sweep(name: str, results_root: str = DEFAULT_RESULTS,

@@ -50,13 +50,27 @@ def _open_parent(sync: MlflowSync, sweep: Sweep, paths: Any, state: dict[str, An
     state["mlflow_uri"] = without_credentials(sync.uri)
 
 
-def start_tracking(sweep: Sweep, paths: Any, state: dict[str, Any]) -> JournalFollower | None:
-    """Open (or reopen, on resume) the parent run and follow the journal. None when tracking is off
-    or unreachable at the start (then `regsweep sync-mlflow` catches up later)."""
+def open_client(sweep: Sweep, state: dict[str, Any]) -> MlflowSync | None:
+    """The sweep's MLflow client, with its store opened (half a second on sqlite, more for a new
+    database), so it can be built while the workers start; it creates no run. None when tracking is off
+    or the client cannot be built (start_tracking then tries again and says why)."""
     if not state.get("mlflow", True):
         return None
     try:
-        sync = _sync_for(sweep, state["name"])
+        return _sync_for(sweep, state["name"])
+    except Exception:  # reported by start_tracking
+        return None
+
+
+def start_tracking(sweep: Sweep, paths: Any, state: dict[str, Any],
+                   sync: MlflowSync | None = None) -> JournalFollower | None:
+    """Open (or reopen, on resume) the parent run and follow the journal. None when tracking is off
+    or unreachable at the start (then `regsweep sync-mlflow` catches up later). `sync`: a client
+    open_client built beforehand."""
+    if not state.get("mlflow", True):
+        return None
+    try:
+        sync = sync or _sync_for(sweep, state["name"])
         _open_parent(sync, sweep, paths, state)
     except Exception as exc:  # unreachable or misconfigured tracking must not stop training
         warn(f"MLflow is unreachable ({type(exc).__name__}: {str(exc)[:200]}); the sweep runs without it. "

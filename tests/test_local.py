@@ -150,3 +150,20 @@ def test_the_cli_runs_a_local_sweep_without_importing_ray(tmp_path, write_spec):
     state = json.loads((tmp_path / "results" / "localcli" / "sweep.json").read_text())
     assert state["status"] == "finished" and state["overrides"] == {}
     assert len([r for r in read_journal(tmp_path / "results" / "localcli" / "journal.jsonl") if r["kind"] == "end"]) == 4
+
+
+@pytest.mark.parametrize("cpus, gpus, cpu, gpu, limit, expected", [
+    (2, 0, 1, 0, None, ["", ""]),
+    (2, 0, 0.5, 0, 3, ["", "", ""]),
+    (2, 0, 4, 0, None, []),
+    (16, 2, 1, 0.25, None, ["0", "0", "0", "0", "1", "1", "1", "1"]),
+    (16, 2, 1, 1, None, ["0", "1"]),
+    (16, 4, 2, 2, None, ["0,1", "2,3"]),
+    (16, 1, 1, 0.5, 1, ["0"]),
+    (16, 0, 1, 1, None, []),
+    (3, 1, 1, 0.25, None, ["0", "0", "0"]),
+])
+def test_slots_pack_trials_onto_the_cpus_and_gpus_they_ask_for(cpus, gpus, cpu, gpu, limit, expected):
+    from regsweep._local import plan_slots
+
+    assert plan_slots(cpus, gpus, cpu, gpu, limit) == expected

@@ -176,12 +176,14 @@ def test_shipped_sweeps_validate():
                 assert sweep.fixed["dataset"] == offline and sweep.epochs <= 3
 
 
-def test_offline_dataset_fails_once_before_ray_starts(tmp_path, write_spec):
+@pytest.mark.parametrize("executor", ["ray", "local"])
+def test_offline_dataset_fails_once_before_ray_starts(tmp_path, write_spec, executor):
+    """Under the local executor the data check runs in a worker; its error reaches the CLI the same way."""
     path = write_spec({**BASE, "dataset": "fashion_mnist"})
     done = subprocess.run([sys.executable, "-c",
                            "import sys; from regsweep.cli import main; rc = main(sys.argv[1:]); "
                            "assert 'ray' not in sys.modules or not __import__('ray').is_initialized(); sys.exit(rc)",
-                           "run", str(path), "--results", str(tmp_path / "results")],
+                           "run", str(path), "--results", str(tmp_path / "results"), "--executor", executor],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.count("could not download train-images-idx3-ubyte.gz") == 1
