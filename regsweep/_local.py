@@ -110,8 +110,8 @@ class WorkerPool:
 
     def check_data(self, config: dict[str, Any] | None, meanwhile: Callable[[], None]) -> None:
         """Run `meanwhile` here while the fork server imports, then build the trial of `config` in the first
-        worker (the data check of preflight_data, which also leaves the data loaded there); its DatasetError is raised here, as one
-        clear error before anything is written. Closes the pool on any error."""
+        worker (the data check of preflight_data, which also leaves the data loaded there); its DatasetError
+        is raised here, as one clear error before anything is written. Closes the pool on any error."""
         slot = self.slots[0]
         try:
             # First: a worker's start waits until the fork server has imported torch, which is the longer wait.
@@ -119,7 +119,7 @@ class WorkerPool:
             if config is not None:
                 self._start(slot)
                 slot.conn.send({"preflight": True, "trainable": self.sweep.spec.trainable, "config": config,
-                                "threads": max(1, int(self.sweep.spec.resources.cpu))})
+                                "threads": self.sweep.threads})
                 self._preflight_answer(slot)
         except BaseException:
             self.close()
@@ -244,7 +244,7 @@ class _Stage:
             params = decode_point({**trial.params, **constants}, self.sweep.space)
         spec = self.sweep.spec
         task = {"trainable": spec.trainable, "config": {**self.sweep.fixed, **params},
-                "threads": max(1, int(spec.resources.cpu)), "checkpoint_every_s": spec.resources.checkpoint_every_s,
+                "threads": self.sweep.threads, "checkpoint_every_s": spec.resources.checkpoint_every_s,
                 "checkpoint_dir": os.path.join(self.trial_root, key, CHECKPOINT_FOLDER),
                 "stoppable": self.asha or self.budget_ends is not None}
         return _Running(key, params, task, trial)

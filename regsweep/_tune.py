@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # Diverged epochs carry no validation metric; Tune must accept that instead of failing the trial.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
@@ -245,7 +245,7 @@ def _stage_path(storage: str, stage: str) -> str:
 def _trainable(sweep: Sweep, ended: frozenset[str] = frozenset()) -> Any:
     """The stage's Tune trainable: run_trial with the shared payload and the spec's resources."""
     spec = sweep.spec
-    payload = TrialPayload(spec.trainable, sweep.fixed, sweep.space, max(1, int(spec.resources.cpu)),
+    payload = TrialPayload(spec.trainable, sweep.fixed, sweep.space, sweep.threads,
                            spec.resources.checkpoint_every_s, ended)
     return tune.with_resources(tune.with_parameters(run_trial, payload=payload),
                                {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})

@@ -48,6 +48,11 @@ class Sweep:
     def builtin(self) -> bool:
         return self.spec.trainable in trainables.TRAINABLES
 
+    @property
+    def threads(self) -> int:
+        """torch threads of a built-in trial that sets none: one per CPU the trial asked for."""
+        return max(1, int(self.spec.resources.cpu))
+
     def uses_asha(self, stage: str) -> bool:
         """ASHA stops trials in the search stage only; the confirm stage runs every seed to the end."""
         return self.spec.scheduler.type == "asha" and stage == "search"

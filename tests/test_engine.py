@@ -9,8 +9,8 @@ from regsweep._validate import load_sweep
 pytestmark = pytest.mark.ray
 
 
-def run(spec_path, tmp_path, **kwargs):
-    sweep = load_sweep(spec_path)
+def run(spec_path, tmp_path, executor="ray", **kwargs):
+    sweep = load_sweep(spec_path, {"resources.executor": executor})
     frame = start_sweep(sweep, str(tmp_path / "results"), **kwargs)
     return sweep, frame
 
@@ -19,14 +19,15 @@ def trial_ends(frame):
     return frame.sort_values("epoch").groupby(["stage", "trial_id"]).tail(1)
 
 
-def test_grid_sweep_runs_every_point_and_seed(ray_local, tmp_path, write_spec):
+@pytest.mark.parametrize("executor", ["ray", "local"])
+def test_grid_sweep_runs_every_point_and_seed(ray_local, tmp_path, write_spec, executor):
     spec = write_spec({
         "name": "grid", "trainable": "cnn", "dataset": "digits",
         "fixed": {"epochs": 2, "filters": 8, "fc_units": [32]},
         "search_space": {"dropout": {"grid": [0.0, 0.4]}, "norm": {"grid": ["batch", "none"]}},
         "search": {"algorithm": "grid"}, "seeds": 2,
     })
-    _, frame = run(spec, tmp_path)
+    _, frame = run(spec, tmp_path, executor)
     ends = trial_ends(frame)
     assert len(ends) == 8 and set(ends["status"]) == {"completed"}
     combos = set(zip(ends["config/dropout"], ends["config/norm"], ends["seed"]))
