@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any, Callable
 
-from regsweep._local_worker import CHECKPOINT_FOLDER, serve, start_fork_server
+from regsweep._local_worker import CHECKPOINT_FILE, CHECKPOINT_FOLDER, PENDING_KEY, serve, start_fork_server
 from regsweep._record import TrialRecorder, trial_name
 from regsweep._results import ended_trials
 from regsweep._space import OptunaDefineByRun, decode_point
@@ -281,8 +281,11 @@ class _Stage:
 
     def _epoch(self, running: _Running, metrics: dict[str, Any]) -> str | None:
         """Journal an epoch; why the trial must stop now (ASHA pruned it, the time budget is spent), or None."""
+        pending = metrics.pop(PENDING_KEY, None)
         running.last = metrics
         self.recorder.epoch(running.key, running.params, trial_name(running.params), metrics)
+        if pending is not None:  # journaled: a resume may now start after this epoch
+            os.replace(pending, os.path.join(os.path.dirname(pending), CHECKPOINT_FILE))
         if metrics.get("status") in FINAL:
             return None  # its last epoch: the worker ends it
         value, epoch = metrics.get(self.sweep.spec.metric), int(metrics.get("epoch", 0))

@@ -19,6 +19,8 @@ from typing import Any, Iterator
 
 CHECKPOINT_FILE = "trial.pt"
 CHECKPOINT_FOLDER = "checkpoint_last"
+PENDING_FILE = "saving.pt"
+PENDING_KEY = "_checkpoint"  # in an epoch's message: the checkpoint to commit once the epoch is journaled
 # Imported once by the fork server; every worker starts with them loaded.
 PRELOAD = ["torch", "torch._dynamo", "trainables", "regsweep._local_worker", "regsweep._ahead", "sklearn.model_selection",
            "sklearn.datasets"]
@@ -107,10 +109,19 @@ def _epochs(task: dict[str, Any]) -> Iterator[dict[str, Any]]:
     trial = _builtin_trial(task)
     folder = task["checkpoint_dir"]
     os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):  # checkpoints of an earlier attempt whose epochs never reached the journal
+        if name.startswith(f"{CHECKPOINT_FILE}.epoch"):
+            os.remove(os.path.join(folder, name))
     checkpoint = os.path.join(folder, CHECKPOINT_FILE)
-    if os.path.exists(checkpoint):  # a retry or a resumed sweep: continue after the last saved epoch
+    if os.path.exists(checkpoint):  # a retry or a resumed sweep: continue after the last committed epoch
         trial.load(checkpoint)
-    for metrics, _ in epochs_with_checkpoints(trial, CHECKPOINT_FILE, task["checkpoint_every_s"], folder):
+    for metrics, saved_in in epochs_with_checkpoints(trial, PENDING_FILE, task["checkpoint_every_s"], folder):
+        if saved_in is not None:
+            # A checkpoint counts only once the driver has journaled its epoch (it then renames this file
+            # to CHECKPOINT_FILE): a driver killed in between must not resume after an epoch it never recorded.
+            pending = os.path.join(folder, f"{CHECKPOINT_FILE}.epoch{metrics['epoch']}")
+            os.replace(os.path.join(folder, PENDING_FILE), pending)
+            metrics = {**metrics, PENDING_KEY: pending}
         yield metrics
 
 

@@ -22,13 +22,23 @@ def journal_records(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
 
 
+def unfinished(records, min_epochs=1):
+    """Trials with at least `min_epochs` journaled epochs and no end: their last journaled epoch."""
+    ended = {r["trial_id"] for r in records if r.get("kind") == "end"}
+    last = {}
+    for r in records:
+        if r.get("kind") == "epoch" and r["trial_id"] not in ended:
+            last[r["trial_id"]] = max(last.get(r["trial_id"], 0), r["epoch"])
+    return {trial: epoch for trial, epoch in last.items() if epoch >= min_epochs}
+
+
 @pytest.mark.parametrize("executor", ["ray", "local"])
 def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, executor):
     spec = write_spec({
         "name": "killme", "trainable": "cnn", "dataset": "digits",
         "fixed": {"epochs": EPOCHS, "filters": 16, "batch_size": 32},
         "search_space": {"dropout": {"grid": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]}},
-        "search": {"algorithm": "grid"},
+        "search": {"algorithm": "grid"}, "resources": {"checkpoint_every_s": 0},
     })
     results = tmp_path / "results"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -40,7 +50,7 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, 
     deadline = time.time() + 180
     while time.time() < deadline:
         records = journal_records(journal)
-        if sum(r.get("kind") == "end" for r in records) >= 1 and len(records) >= 10:
+        if sum(r.get("kind") == "end" for r in records) >= 1 and unfinished(records, min_epochs=2):
             break
         assert driver.poll() is None, driver.stdout.read().decode()
         time.sleep(0.05)
@@ -68,6 +78,12 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, 
     after_kill = journal_records(journal)[len(before_kill):]
     retrained = [r for r in after_kill if r.get("kind") == "epoch" and r["trial_id"] in ended_before]
     assert retrained == []
+    if executor == "local":
+        # Checkpoints every epoch: an interrupted trial resumes after its last journaled epoch (or repeats it,
+        # when the kill fell between journaling it and committing its checkpoint), never from scratch.
+        for trial, last in unfinished(before_kill).items():
+            first_after = min(r["epoch"] for r in after_kill if r.get("kind") == "epoch" and r["trial_id"] == trial)
+            assert last <= first_after <= last + 1, (trial, last, first_after)
     assert {r["trial_id"] for r in after_kill if r.get("kind") == "end"} | ended_before == set(frame["trial_id"])
     state = json.loads((results / "killme" / "sweep.json").read_text())
     assert state["status"] == "finished"
