@@ -164,3 +164,36 @@ def test_slots_pack_trials_onto_the_cpus_and_gpus_they_ask_for(cpus, gpus, cpu, 
     from regsweep._local import plan_slots
 
     assert plan_slots(cpus, gpus, cpu, gpu, limit) == expected
+
+
+def test_ctrl_c_stops_the_workers_and_leaves_a_resumable_sweep(tmp_path, write_spec):
+    import signal
+    import time
+
+    spec = write_spec({
+        "name": "localint", "trainable": "helpers.user_trainables:slow_epochs", "fixed": {"epochs": 40, "sleep": 0.2},
+        "search_space": {"x": {"grid": [0.1, 0.2, 0.3, 0.4]}}, "search": {"algorithm": "grid"},
+        "resources": {"executor": "local"},
+    })
+    results = tmp_path / "results"
+    # Its own process group, which a terminal's Ctrl-C reaches whole: driver, fork server and workers.
+    driver = subprocess.Popen([sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results),
+                               "--no-mlflow"], cwd=tmp_path, start_new_session=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = results / "localint" / "journal.jsonl"
+    deadline = time.time() + 120
+    while len(read_journal(journal)) < 4:
+        assert time.time() < deadline and driver.poll() is None, driver.communicate()
+        time.sleep(0.1)
+    group = subprocess.run(["pgrep", "-g", str(driver.pid)], capture_output=True, text=True).stdout.split()
+    assert len(group) >= 3  # the driver, the fork server and the workers
+    os.killpg(driver.pid, signal.SIGINT)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130 and "regsweep: interrupted" in err and "Traceback" not in err
+    deadline = time.time() + 20
+    while subprocess.run(["pgrep", "-g", str(driver.pid)], capture_output=True).returncode == 0:
+        assert time.time() < deadline, "processes of the sweep outlived it"
+        time.sleep(0.2)
+    listed = subprocess.run([sys.executable, "-m", "regsweep", "list", "--results", str(results)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert "localint" in listed.stdout and "interrupted" in listed.stdout
