@@ -7,6 +7,7 @@ whose val_acc is within 0.5 points of the best val_acc of the full grid.
 
     python bench/search_efficiency.py            # 36-point grid, 8 epochs
     python bench/search_efficiency.py --quick    # 12-point grid, 4 epochs
+    python bench/search_efficiency.py --executor local   # the same without Ray (Optuna's pruner for ASHA)
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def epochs_to_target(frame, target: float) -> int | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--executor", choices=["ray", "local"], default="ray",
+                        help="local: Optuna's SuccessiveHalvingPruner stands in for Ray Tune's ASHAScheduler")
     args = parser.parse_args()
     from regsweep._sweep import start_sweep
     from regsweep._validate import load_sweep
@@ -67,7 +70,8 @@ def main() -> None:
         def run(name: str, algorithm: str, seed: int = 0, asha: bool = False):
             path = folder / f"{name}.yaml"
             path.write_text(yaml.safe_dump(spec_for(name, algorithm, values, epochs, seed, asha)))
-            return start_sweep(load_sweep(path), str(folder / "results"), mlflow=False)
+            return start_sweep(load_sweep(path, {"resources.executor": args.executor}), str(folder / "results"),
+                               mlflow=False)
 
         grid = run("grid", "grid")
         best = grid.groupby("trial_id")["val_acc"].max().max()
@@ -92,7 +96,7 @@ def main() -> None:
                   f"{results[label][1]:.0f} spent in all) = {results[label][0] / total_grid:.0%} of the full grid",
                   flush=True)
     ratio = results["optuna+asha"][0] / total_grid
-    print(f"optuna+asha needs {ratio:.0%} of the grid's {total_grid} trial-epochs (target < 25%); "
+    print(f"[{args.executor}] optuna+asha needs {ratio:.0%} of the grid's {total_grid} trial-epochs (target < 25%); "
           f"{time.perf_counter() - started:.0f}s")
 
 
