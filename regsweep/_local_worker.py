@@ -33,6 +33,9 @@ def start_fork_server() -> Any:
     import multiprocessing
     from multiprocessing import forkserver
 
+    # A process forked after CUDA was initialised cannot use CUDA: torch.cuda.is_available(), should the
+    # preloaded modules call it, then asks NVML instead of initialising CUDA (PyTorch's switch for forks).
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     forkserver.ensure_running()

@@ -1,7 +1,7 @@
 """The training loop on a CUDA device: placement, bf16 autocast, checkpoints across devices.
 
 Skipped where torch sees no GPU (CI, the project's own machines); run on a GPU host with
-`python -m pytest tests/test_gpu.py`. Nothing here needs Ray.
+`python -m pytest tests/test_gpu.py`. Nothing here needs Ray (the sweeps use the local executor).
 """
 
 import math
@@ -86,3 +86,21 @@ def test_gpu_checkpoint_continues_on_the_cpu(tmp_path):
     assert cpu.epoch == 1 and all(not p.is_cuda for p in cpu.model.parameters())
     rows = list(cpu.epochs())
     assert [r["epoch"] for r in rows] == [2, 3] and math.isfinite(rows[-1]["val_loss"])
+
+
+@pytest.mark.parametrize("gpu, device", [(0.5, "cuda"), (0, "cpu")])
+def test_the_local_executor_gives_trials_the_gpus_they_ask_for(tmp_path, write_spec, gpu, device):
+    """Workers are forked from a server that imported torch: CUDA must still work in them, and a slot
+    without a GPU must see none (device: auto then trains on the CPU)."""
+    from regsweep._sweep import start_sweep
+    from regsweep._validate import load_sweep
+
+    spec = write_spec({
+        "name": "localgpu", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 2, "hidden": [32]},
+        "search_space": {"dropout": {"grid": [0.0, 0.1, 0.2, 0.3]}}, "search": {"algorithm": "grid"},
+        "resources": {"executor": "local", "gpu": gpu},
+    })
+    frame = start_sweep(load_sweep(spec), str(tmp_path / "results"), mlflow=False)
+    ends = frame.sort_values("epoch").groupby("trial_id").tail(1)
+    assert len(ends) == 4 and set(ends["status"]) == {"completed"}
+    assert set(ends["device"]) == {device}
