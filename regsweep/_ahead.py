@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
+# A trial's checkpoint file, under either executor; the best-model export looks for it.
+CHECKPOINT_FILE = "trial.pt"
 # Epochs at least this long are not run ahead: the round trip is noise beside them, and a trial that
 # Tune stops must end within Tune's 2 s wait before it reuses the actor (TUNE_FUNCTION_THREAD_TIMEOUT_S).
 RUN_AHEAD_BELOW_S = 1.0

@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any, Callable
 
-from regsweep._local_worker import CHECKPOINT_FILE, CHECKPOINT_FOLDER, PENDING_KEY, serve, start_fork_server
-from regsweep._record import TrialRecorder, trial_name
+from regsweep._ahead import CHECKPOINT_FILE
+from regsweep._local_worker import CHECKPOINT_FOLDER, PENDING_KEY, serve, start_fork_server
+from regsweep._record import FINAL_STATUSES, TrialRecorder, trial_name
 from regsweep._results import ended_trials
 from regsweep._space import OptunaDefineByRun, decode_point
 from regsweep._spec import SpecError
 from regsweep._validate import Sweep
 from trainables import DatasetError, Problem
 
-FINAL = ("completed", "stopped_early", "diverged")
 _KEY_ATTR = "regsweep_trial"
 
 
@@ -55,15 +55,17 @@ def plan_slots(cpus: int, gpus: int, cpu: float, gpu: float, max_concurrent: int
     return [",".join(str(d) for d in range(start, start + width)) for start in first]
 
 
-def check_fits(sweep: Sweep, storage: str) -> None:
-    """What the local executor cannot do, said before anything is written."""
+def check_fits(sweep: Sweep, storage: str) -> list[str]:
+    """The trial slots (see slot_devices); what the local executor cannot do is said here, before anything
+    is written."""
     res, source = sweep.spec.resources, str(sweep.spec_path)
+    slots = slot_devices(sweep)
     problems = []
     if "://" in storage:
         problems.append(Problem("resources.storage", storage, "the local executor keeps checkpoints on this machine's "
                                 "disk: leave storage unset or name a local folder, or use resources.executor: ray",
                                 source))
-    if not slot_devices(sweep):
+    if not slots:
         cpus = len(os.sched_getaffinity(0))
         have = f"{cpus} CPUs" if res.gpu <= 0 else f"{cpus} CPUs and the GPUs torch sees"
         problems.append(Problem("resources", {"cpu": res.cpu, "gpu": res.gpu}, f"this machine has {have}, too few for "
@@ -71,6 +73,7 @@ def check_fits(sweep: Sweep, storage: str) -> None:
                                 "(resources.executor: ray)", source))
     if problems:
         raise SpecError(problems)
+    return slots
 
 
 @dataclass
@@ -95,10 +98,9 @@ class WorkerPool:
     """The worker processes of one sweep, reused by its stages."""
 
     def __init__(self, sweep: Sweep, storage: str):
-        check_fits(sweep, storage)
+        self.slots = [_Slot(devices) for devices in check_fits(sweep, storage)]
         self.sweep, self.storage = sweep, storage
         self._context = start_fork_server()  # a no-op when the CLI started it already
-        self.slots = [_Slot(devices) for devices in slot_devices(sweep)]
 
     def _start(self, slot: _Slot) -> None:
         ours, theirs = self._context.Pipe()
@@ -274,7 +276,7 @@ class _Stage:
                 self._finish(slot, "stopped_early", stopped_by)
         elif kind == "end":
             last = slot.running.last
-            status = last.get("status") if last.get("status") in FINAL else "completed"
+            status = last.get("status") if last.get("status") in FINAL_STATUSES else "completed"
             self._finish(slot, status, last.get("stopped_by") or status)
         else:
             self._failed(slot, body["message"], body["traceback"])
@@ -286,7 +288,7 @@ class _Stage:
         self.recorder.epoch(running.key, running.params, trial_name(running.params), metrics)
         if pending is not None:  # journaled: a resume may now start after this epoch
             os.replace(pending, os.path.join(os.path.dirname(pending), CHECKPOINT_FILE))
-        if metrics.get("status") in FINAL:
+        if metrics.get("status") in FINAL_STATUSES:
             return None  # its last epoch: the worker ends it
         value, epoch = metrics.get(self.sweep.spec.metric), int(metrics.get("epoch", 0))
         if self.asha and isinstance(value, (int, float)) and math.isfinite(value):

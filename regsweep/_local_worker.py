@@ -2,10 +2,9 @@
 
 The driver talks to it over a pipe. It sends a task (a dict) or None (exit); the worker answers
 ("epoch", metrics) after every epoch and, when the task is stoppable (ASHA, a time budget), waits for
-"go" or "stop", then
-("end", None) when the trial finished or ("error", {"message", "traceback"}) when it raised. A worker
-whose driver is gone (the pipe breaks) exits. Imports only what a trial needs: the process is forked
-from a server that already imported torch and the trainables.
+"go" or "stop"; then ("end", None) when the trial finished or ("error", {"message", "traceback", ...})
+when it raised. A worker whose driver is gone (the pipe breaks) exits. Imports only what a trial needs:
+the process is forked from a server that already imported torch and the trainables.
 """
 
 from __future__ import annotations
@@ -17,13 +16,14 @@ import time
 import traceback
 from typing import Any, Iterator
 
-CHECKPOINT_FILE = "trial.pt"
+from regsweep._ahead import CHECKPOINT_FILE
+
 CHECKPOINT_FOLDER = "checkpoint_last"
 PENDING_FILE = "saving.pt"
 PENDING_KEY = "_checkpoint"  # in an epoch's message: the checkpoint to commit once the epoch is journaled
 # Imported once by the fork server; every worker starts with them loaded.
-PRELOAD = ["torch", "torch._dynamo", "trainables", "regsweep._local_worker", "regsweep._ahead", "sklearn.model_selection",
-           "sklearn.datasets"]
+PRELOAD = ["torch", "torch._dynamo", "trainables", "regsweep._local_worker", "regsweep._ahead",
+           "sklearn.model_selection", "sklearn.datasets"]
 
 
 def start_fork_server() -> Any:

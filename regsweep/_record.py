@@ -15,6 +15,8 @@ from regsweep._space import config_id, decode_point
 # an executor's callback, so a callback unpickled by Tuner.restore reaches the display of the
 # process that resumed it.
 _LISTENERS: list[Callable[[dict[str, Any]], None]] = []
+# How a trial that reported its own end ended (the trainables' `status`); anything else is the executor's doing.
+FINAL_STATUSES = ("completed", "stopped_early", "diverged")
 # Keys of a trial's config that are the engine's, not the trainable's.
 _RESERVED = {"config_id", "point"}
 # What an executor adds to a result that is not a metric of the trial.

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
+from regsweep._ahead import CHECKPOINT_FILE
 from regsweep._aggregate import best_trial, param_columns, config_params, sweep_summary
 from regsweep._mlflow import JournalFollower, MlflowSync, resolve_tracking_uri, trials_from_frame, warn
 from regsweep._validate import Sweep
@@ -86,7 +87,7 @@ def save_best_model(sweep: Sweep, paths: Any, frame: pd.DataFrame) -> tuple[str,
     best = best_trial(frame, sweep.spec.metric, sweep.spec.mode)
     if best is None or "://" in paths.storage:
         return None
-    pattern = os.path.join(paths.storage, best["stage"], best["trial_id"], "checkpoint_*", "trial.pt")
+    pattern = os.path.join(paths.storage, best["stage"], best["trial_id"], "checkpoint_*", CHECKPOINT_FILE)
     found = sorted(glob.glob(pattern))
     if not found:
         return None

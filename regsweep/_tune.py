@@ -27,15 +27,14 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
-from regsweep._ahead import epochs_with_checkpoints, report_ahead  # noqa: E402
-from regsweep._record import TrialRecorder, trial_name, trial_params  # noqa: E402
+from regsweep._ahead import CHECKPOINT_FILE, epochs_with_checkpoints, report_ahead  # noqa: E402
+from regsweep._record import FINAL_STATUSES, TrialRecorder, trial_name, trial_params  # noqa: E402
 from regsweep._results import ended_trials  # noqa: E402
 from regsweep._space import OptunaDefineByRun  # noqa: E402
 from regsweep._spec import SpecError  # noqa: E402
 from regsweep._validate import Sweep, load_user_trainable  # noqa: E402
 from trainables import Problem  # noqa: E402
 
-CHECKPOINT_FILE = "trial.pt"
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ class JournalCallback(tune.Callback):
             return
         last = self._last.get(trial.trial_id) or trial.last_result or {}
         status = last.get("status")
-        if status in ("completed", "stopped_early", "diverged"):
+        if status in FINAL_STATUSES:
             self._end(trial, status, last.get("stopped_by") or status)
         elif self.asha and last.get("training_iteration", 0) < self.epochs:
             # Ended by the scheduler before its budget, at an ASHA rung.
