@@ -106,12 +106,17 @@ def test_worker_node_failure_resumes_trials_from_checkpoints(cluster, tmp_path, 
     killed = []
 
     def kill_a_worker():
+        victim = workers[0]
+        # Only once the victim has trials mid-way (two epochs reported there): a node killed before its trials
+        # reported anything has nothing to move (they restart elsewhere from scratch, as they should).
+        deadline = time.time() + 120
         while True:
             records = [r for r in read_journal(journal) if r.get("kind") == "epoch"]
-            if len(records) >= 6:
+            if len(records) >= 6 and sum(r.get("node_id") == victim.node_id for r in records) >= 2:
                 break
+            if time.time() > deadline:
+                return  # `assert killed` below says so
             time.sleep(0.05)
-        victim = workers[0]
         local.remove_node(victim, allow_graceful=False)
         killed.append(victim.node_id)
 
