@@ -124,3 +124,17 @@ def test_default_cnn_reaches_95_percent_on_digits():
     rows = list(trainables.cnn({"dataset": "digits", "epochs": 10}))
     assert rows[-1]["done"] and rows[-1]["epoch"] == 10
     assert max(r["val_acc"] for r in rows) >= 0.95
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param(
+    "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_bf16_autocast_runs_the_model_in_bf16_and_still_learns(device):
+    config = {**FAST, "device": device}
+    rows, trial = run({**config, "bf16": True})
+    with trial._autocast():
+        logits = trial.model(trial.train_x[:8])
+    assert logits.dtype == torch.bfloat16
+    assert all(math.isfinite(r["val_loss"]) for r in rows)
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    fp32, _ = run(config)
+    assert rows[-1]["val_loss"] != fp32[-1]["val_loss"]

@@ -59,7 +59,8 @@ class TrainConfig(BaseModel):
     eval_test: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Optional[int] = Field(None, ge=1)
-    bf16: bool = False
+    bf16: bool = Field(False, description="bf16 autocast, on GPUs and on CPUs (fast on those with AMX or "
+                       "AVX512-BF16)")
     deterministic: bool = Field(False, description="bit-identical reruns on a GPU (slower kernels); CPU runs "
                                 "are deterministic already")
 
