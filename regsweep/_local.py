@@ -82,6 +82,7 @@ class _Running:
     params: dict[str, Any]
     task: dict[str, Any]
     trial: Any  # optuna.Trial
+    reported: set[int]  # epochs already reported to the study (by this trial before a resume)
     failures: int = 0
     last: dict[str, Any] = field(default_factory=dict)
 
@@ -189,23 +190,25 @@ class _Stage:
         self.reruns = self._unfinished(ended_trials(paths.journal, stage) if restore else frozenset())
         self.next_new = len({t.user_attrs[_KEY_ATTR] for t in self.study.trials if _KEY_ATTR in t.user_attrs})
 
-    def _unfinished(self, ended: frozenset[str]) -> int:
-        """Trials a killed driver left running: those the journal shows ended are told to the study,
-        the others are queued again (under their own id, so they resume from their checkpoint)."""
+    def _unfinished(self, ended: frozenset[str]) -> list[tuple[Any, set[int]]]:
+        """Trials a killed driver left running: those the journal shows ended are told to the study; the
+        others run again as the same Optuna trial (so ASHA keeps the epochs they reported and the rungs they
+        passed) under their own id (so they resume from their checkpoint)."""
+        import optuna
         from optuna.trial import TrialState
 
-        queued = 0
+        reruns = []
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             key = frozen.user_attrs.get(_KEY_ATTR)
             values = list(frozen.intermediate_values.values())
             if key in ended and values and math.isfinite(values[-1]):
                 self.study.tell(frozen.number, values[-1])
-                continue
-            self.study.tell(frozen.number, state=TrialState.FAIL)
-            if key is not None and key not in ended:
-                self.study.enqueue_trial(frozen.params, user_attrs={_KEY_ATTR: key})
-                queued += 1
-        return queued
+            elif key is None or key in ended:
+                self.study.tell(frozen.number, state=TrialState.FAIL)
+            else:
+                # Optuna's own constructor for a trial already in the study (ask() only makes new ones).
+                reruns.append((optuna.trial.Trial(self.study, frozen._trial_id), set(frozen.intermediate_values)))
+        return reruns
 
     def run(self) -> None:
         try:
@@ -231,14 +234,15 @@ class _Stage:
                 self._send_task(slot)
 
     def _next(self) -> _Running:
-        trial = self.study.ask()
-        key = trial.user_attrs.get(_KEY_ATTR)
-        if key is None:
+        reported: set[int] = set()
+        if self.reruns:
+            trial, reported = self.reruns.pop(0)
+            key = trial.user_attrs[_KEY_ATTR]
+        else:
+            trial = self.study.ask()
             key = f"{self.stage}_{self.next_new:05d}"
             trial.set_user_attr(_KEY_ATTR, key)
             self.next_new += 1
-        else:
-            self.reruns -= 1
         if self.points is not None:
             params = dict(self.points[int(key.rsplit("_", 1)[1])])
         else:
@@ -249,7 +253,7 @@ class _Stage:
                 "threads": self.sweep.threads, "checkpoint_every_s": spec.resources.checkpoint_every_s,
                 "checkpoint_dir": os.path.join(self.trial_root, key, CHECKPOINT_FOLDER),
                 "stoppable": self.asha or self.budget_ends is not None}
-        return _Running(key, params, task, trial)
+        return _Running(key, params, task, trial, reported)
 
     def _send_task(self, slot: _Slot) -> None:
         if slot.process is None or not slot.process.is_alive():
@@ -285,16 +289,23 @@ class _Stage:
         """Journal an epoch; why the trial must stop now (ASHA pruned it, the time budget is spent), or None."""
         pending = metrics.pop(PENDING_KEY, None)
         running.last = metrics
+        final = metrics.get("status") in FINAL_STATUSES  # its last epoch: the worker ends it
+        value, epoch = metrics.get(self.sweep.spec.metric), int(metrics.get("epoch", 0))
+        pruned = False
+        # Told to the study before the journal: a resumed trial retrains from its last journaled epoch, and
+        # the study, which may have that epoch already, is told each epoch once.
+        if (self.asha and not final and epoch not in running.reported and isinstance(value, (int, float))
+                and math.isfinite(value)):
+            running.reported.add(epoch)
+            running.trial.report(float(value), epoch)
+            pruned = running.trial.should_prune()
         self.recorder.epoch(running.key, running.params, trial_name(running.params), metrics)
         if pending is not None:  # journaled: a resume may now start after this epoch
             os.replace(pending, os.path.join(os.path.dirname(pending), CHECKPOINT_FILE))
-        if metrics.get("status") in FINAL_STATUSES:
-            return None  # its last epoch: the worker ends it
-        value, epoch = metrics.get(self.sweep.spec.metric), int(metrics.get("epoch", 0))
-        if self.asha and isinstance(value, (int, float)) and math.isfinite(value):
-            running.trial.report(float(value), epoch)
-            if running.trial.should_prune():
-                return f"asha@{epoch}"
+        if final:
+            return None
+        if pruned:
+            return f"asha@{epoch}"
         return "time_budget" if self._over_budget() else None
 
     def _finish(self, slot: _Slot, status: str, stopped_by: str, error: str | None = None) -> None:

@@ -197,3 +197,45 @@ def test_ctrl_c_stops_the_workers_and_leaves_a_resumable_sweep(tmp_path, write_s
     listed = subprocess.run([sys.executable, "-m", "regsweep", "list", "--results", str(results)],
                             capture_output=True, text=True, cwd=tmp_path)
     assert "localint" in listed.stdout and "interrupted" in listed.stdout
+
+
+def test_a_killed_asha_sweep_resumes_its_trials_as_the_same_optuna_trials(tmp_path, write_spec):
+    """ASHA's rungs compare what each trial reported; a trial resumed after a crash keeps the epochs it
+    reported before it, and the study holds each trial once."""
+    import optuna
+    from helpers.interrupt import kill_mid_sweep, unfinished
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from regsweep._results import read_results
+
+    spec = write_spec({
+        "name": "killasha", "trainable": "cnn", "dataset": "digits",
+        "fixed": {"epochs": 6, "filters": 16, "batch_size": 32},
+        "search_space": {"dropout": {"uniform": [0.0, 0.6]}},
+        "search": {"algorithm": "optuna", "num_samples": 6},
+        "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+        "resources": {"executor": "local", "checkpoint_every_s": 0},
+    })
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--no-mlflow"]
+    before_kill = kill_mid_sweep(command, results / "killasha" / "journal.jsonl", tmp_path, dict(os.environ))
+    interrupted = unfinished(before_kill, min_epochs=2)
+    assert interrupted, "the kill must land mid-trial"
+    resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", "killasha", "--results", str(results)],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+    log = str(results / "killasha" / "optuna-search.log")
+    study = optuna.load_study(study_name="search", storage=JournalStorage(JournalFileBackend(log)))
+    by_key = {t.user_attrs["regsweep_trial"]: t for t in study.trials}
+    assert len(study.trials) == len(by_key) == 6
+    assert {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
+    for key, last_before in interrupted.items():
+        # Its epochs from before the kill are still the study's, and it went on from there.
+        steps = sorted(by_key[key].intermediate_values)
+        assert steps[: last_before - 1] == list(range(1, last_before)), (key, last_before, steps)
+    frame = read_results(str(results / "killasha"))
+    ends = trial_ends(frame)
+    assert len(ends) == 6 and set(ends["status"]) <= {"completed", "stopped_early"}
+    assert not frame.duplicated(["trial_id", "epoch"]).any()
+    assert all(sorted(group) == list(range(1, len(group) + 1)) for _, group in frame.groupby("trial_id")["epoch"])

@@ -3,33 +3,16 @@ and under the local executor (which resumes with the executor it started with)."
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from helpers.interrupt import journal_records, kill_mid_sweep, unfinished
 
 from regsweep._results import read_results
 
 pytestmark = pytest.mark.ray
 EPOCHS = 6
-
-
-def journal_records(path):
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
-
-
-def unfinished(records, min_epochs=1):
-    """Trials with at least `min_epochs` journaled epochs and no end: their last journaled epoch."""
-    ended = {r["trial_id"] for r in records if r.get("kind") == "end"}
-    last = {}
-    for r in records:
-        if r.get("kind") == "epoch" and r["trial_id"] not in ended:
-            last[r["trial_id"]] = max(last.get(r["trial_id"], 0), r["epoch"])
-    return {trial: epoch for trial, epoch in last.items() if epoch >= min_epochs}
 
 
 @pytest.mark.parametrize("executor", ["ray", "local"])
@@ -43,20 +26,8 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, 
     results = tmp_path / "results"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--executor", executor]
-    # Its own process group, so the kill takes the driver and the Ray (or the workers) it started, like a crash.
-    driver = subprocess.Popen(command, env=env, cwd=tmp_path, start_new_session=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     journal = results / "killme" / "journal.jsonl"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        records = journal_records(journal)
-        if sum(r.get("kind") == "end" for r in records) >= 1 and unfinished(records, min_epochs=2):
-            break
-        assert driver.poll() is None, driver.stdout.read().decode()
-        time.sleep(0.05)
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
-    before_kill = journal_records(journal)
+    before_kill = kill_mid_sweep(command, journal, tmp_path, env)
     ended_before = {r["trial_id"] for r in before_kill if r.get("kind") == "end"}
     assert 1 <= len(ended_before) < 6, "the kill must land mid-sweep"
 
