@@ -105,8 +105,9 @@ class WorkerPool:
 
     def _start(self, slot: _Slot) -> None:
         ours, theirs = self._context.Pipe()
-        slot.process = self._context.Process(target=serve, args=(theirs, slot.devices, dict(os.environ)), daemon=True,
-                                             name="regsweep-worker")
+        # Not a daemon: a trainable may start processes of its own (DataLoader workers). close() ends it.
+        slot.process = self._context.Process(target=serve, args=(theirs, slot.devices, dict(os.environ)),
+                                             daemon=False, name="regsweep-worker")
         slot.process.start()
         theirs.close()
         slot.conn = ours

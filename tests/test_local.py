@@ -239,3 +239,14 @@ def test_a_killed_asha_sweep_resumes_its_trials_as_the_same_optuna_trials(tmp_pa
     assert len(ends) == 6 and set(ends["status"]) <= {"completed", "stopped_early"}
     assert not frame.duplicated(["trial_id", "epoch"]).any()
     assert all(sorted(group) == list(range(1, len(group) + 1)) for _, group in frame.groupby("trial_id")["epoch"])
+
+
+def test_a_trainable_may_start_processes_of_its_own(tmp_path, write_spec):
+    spec = write_spec({
+        "name": "localdl", "trainable": "helpers.user_trainables:loads_with_dataloader_workers",
+        "search_space": {"x": {"grid": [1, 2]}}, "search": {"algorithm": "grid"},
+    })
+    _, frame = run(spec, tmp_path, mlflow=False)
+    ends = trial_ends(frame)
+    assert set(ends["status"]) == {"completed"}, ends["error"].tolist()
+    assert (ends["total"] == 4950.0).all()

@@ -40,3 +40,13 @@ def fails_then_counts(config):
         raise ValueError(f"attempt {attempts} failed on purpose")
     for epoch in (1, 2):
         yield {"epoch": epoch, "val_acc": 0.5 + 0.1 * epoch, "attempts": attempts}
+
+
+def loads_with_dataloader_workers(config):
+    """Sums a dataset through a DataLoader with worker processes of its own, once per epoch."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    loader = DataLoader(TensorDataset(torch.arange(100.0)), batch_size=10, num_workers=2)
+    for epoch in (1, 2):
+        yield {"epoch": epoch, "val_acc": 0.5, "total": float(sum(batch[0].sum() for batch in loader))}
