@@ -53,9 +53,11 @@ GRID = {
 }
 
 
-def test_smoke_sweep_against_real_server(ray_local, tmp_path, write_spec, server, monkeypatch):
+@pytest.mark.parametrize("executor", ["ray", "local"])
+def test_smoke_sweep_against_real_server(ray_local, tmp_path, write_spec, server, monkeypatch, executor):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
-    frame = start_sweep(load_sweep(write_spec(GRID)), str(tmp_path / "results"))
+    frame = start_sweep(load_sweep(write_spec(GRID), {"resources.executor": executor}), str(tmp_path / "results"))
+    assert frame["node_id"].str.startswith("local:").all() == (executor == "local")
     client = MlflowClient(server.uri)
     parent, children = check_sweep_in_mlflow(client, "tracked", frame)
     assert parent.info.status == "FINISHED"
