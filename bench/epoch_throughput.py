@@ -132,7 +132,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--bf16", action="store_true", help="also time regsweep under bf16 autocast (the other loops stay fp32)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time regsweep under bf16 autocast (the other loops stay fp32)")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda given, but torch sees no CUDA device")

@@ -143,11 +143,16 @@ def measure(n: int, epochs: int, folder: Path, bare: bool) -> dict:
         "local_no_mlflow_ratio": local_bare_wall / plain_wall if local_bare_wall else None,
         "plain_inside_s": plain_inside, "regsweep_inside_s": ours_inside, "local_inside_s": local_inside,
         "plain_bookkeeping_ms_per_trial": (plain_wall - plain_inside) / n * 1e3,
-        "regsweep_bookkeeping_ms_per_trial": (ours_wall * SLOTS - ours_inside) / n * 1e3,
-        "regsweep_bookkeeping_ms_per_result": (ours_wall * SLOTS - ours_inside) / (n * epochs) * 1e3,
-        "local_bookkeeping_ms_per_trial": (local_wall * SLOTS - local_inside) / n * 1e3,
-        "local_bookkeeping_ms_per_result": (local_wall * SLOTS - local_inside) / (n * epochs) * 1e3,
+        "regsweep_bookkeeping_ms_per_trial": bookkeeping_ms(ours_wall, ours_inside, n),
+        "regsweep_bookkeeping_ms_per_result": bookkeeping_ms(ours_wall, ours_inside, n * epochs),
+        "local_bookkeeping_ms_per_trial": bookkeeping_ms(local_wall, local_inside, n),
+        "local_bookkeeping_ms_per_result": bookkeeping_ms(local_wall, local_inside, n * epochs),
     }
+
+
+def bookkeeping_ms(wall: float, inside: float, count: int) -> float:
+    """regsweep's slot-seconds outside epochs, fixed start included, per trial or per result (`count`)."""
+    return (wall * SLOTS - inside) / count * 1e3
 
 
 def marginal(small: dict, large: dict, prefix: str = "regsweep") -> tuple[float, float]:

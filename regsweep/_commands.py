@@ -106,8 +106,7 @@ def start_local_workers_early(args: argparse.Namespace) -> None:
     resources.executor; validation says later what is wrong, if anything), start its fork server now,
     so the workers' imports (torch, scikit-learn) run in their own process while this one validates."""
     try:
-        overrides = parse_overrides(args.set)
-        executor = args.executor or overrides.get("resources.executor")
+        executor = _run_overrides(args).get("resources.executor")
         if executor is None:
             from regsweep._spec import read_yaml
 
@@ -120,14 +119,19 @@ def start_local_workers_early(args: argparse.Namespace) -> None:
         start_fork_server()
 
 
+def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The spec keys `regsweep run` changes: --set's, and --executor's, which wins over a --set of it."""
+    overrides = parse_overrides(args.set)
+    if args.executor:
+        overrides["resources.executor"] = args.executor
+    return overrides
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from regsweep._sweep import start_sweep, sweep_name
     from regsweep._validate import load_sweep
 
-    overrides = parse_overrides(args.set)
-    if args.executor:
-        overrides["resources.executor"] = args.executor
-    sweep = load_sweep(args.spec, overrides, smoke=args.smoke)
+    sweep = load_sweep(args.spec, _run_overrides(args), smoke=args.smoke)
     view = _attach_view(sweep.spec.metric, sweep.spec.mode, sweep.epochs)
     try:
         frame = start_sweep(sweep, args.results, storage=args.storage, fresh=args.fresh,

@@ -208,8 +208,8 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke:
     rate = spec.scheduler.reduction_factor
     if spec.resources.executor == "local" and spec.scheduler.type == "asha" and rate != int(rate):
         problems.append(Problem("scheduler.reduction_factor", rate, "the local executor's ASHA (Optuna's "
-                                "SuccessiveHalvingPruner) needs a whole number, 2 or more; or use resources.executor: ray",
-                                source))
+                                "SuccessiveHalvingPruner) needs a whole number, 2 or more; or use "
+                                "resources.executor: ray", source))
     if not problems and sweep.builtin:
         problems += _check_configs(sweep, source) + _check_device(sweep, source)
     if problems:

@@ -146,7 +146,8 @@ def test_the_cli_runs_a_local_sweep_without_importing_ray(tmp_path, write_spec):
     assert "ray imported: False" in done.stdout and "sweep localcli: 4 trials completed 4" in done.stdout
     state = json.loads((tmp_path / "results" / "localcli" / "sweep.json").read_text())
     assert state["status"] == "finished" and state["overrides"] == {}
-    assert len([r for r in read_journal(tmp_path / "results" / "localcli" / "journal.jsonl") if r["kind"] == "end"]) == 4
+    journal = read_journal(tmp_path / "results" / "localcli" / "journal.jsonl")
+    assert len([r for r in journal if r["kind"] == "end"]) == 4
 
 
 @pytest.mark.parametrize("cpus, gpus, cpu, gpu, limit, expected", [
