@@ -18,62 +18,15 @@ from multiprocessing.connection import wait
 from typing import Any, Callable
 
 from regsweep._ahead import CHECKPOINT_FILE
+from regsweep._local_slots import check_fits
 from regsweep._local_worker import CHECKPOINT_FOLDER, PENDING_KEY, serve, start_fork_server
 from regsweep._record import FINAL_STATUSES, TrialRecorder, trial_name
-from regsweep._results import ended_trials
+from regsweep._results import ended_trials, read_journal
 from regsweep._space import OptunaDefineByRun, decode_point
-from regsweep._spec import SpecError
 from regsweep._validate import Sweep
-from trainables import DatasetError, Problem
+from trainables import DatasetError
 
 _KEY_ATTR = "regsweep_trial"
-
-
-def slot_devices(sweep: Sweep) -> list[str]:
-    """CUDA_VISIBLE_DEVICES of every trial slot on this machine (see plan_slots)."""
-    res = sweep.spec.resources
-    gpus = 0
-    if res.gpu > 0:
-        import torch
-
-        gpus = torch.cuda.device_count()
-    return plan_slots(len(os.sched_getaffinity(0)), gpus, res.cpu, res.gpu, sweep.spec.search.max_concurrent)
-
-
-def plan_slots(cpus: int, gpus: int, cpu: float, gpu: float, max_concurrent: int | None) -> list[str]:
-    """As many trial slots as `cpus` and `gpus` allow for trials asking `cpu` and `gpu` each (and at most
-    `max_concurrent`), each with the GPUs it sees: a fraction of a GPU packs slots onto one GPU in turn
-    (0.25: four per GPU), a whole number gives each slot its own GPUs; '' for CPU trials."""
-    count = int(cpus // cpu)
-    if max_concurrent:
-        count = min(count, max_concurrent)
-    if gpu <= 0:
-        return [""] * count
-    width = max(1, math.ceil(gpu))
-    count = min(count, int(gpus // gpu) if gpu <= 1 else gpus // width)
-    first = [int(i * gpu) if gpu <= 1 else i * width for i in range(count)]
-    return [",".join(str(d) for d in range(start, start + width)) for start in first]
-
-
-def check_fits(sweep: Sweep, storage: str) -> list[str]:
-    """The trial slots (see slot_devices); what the local executor cannot do is said here, before anything
-    is written."""
-    res, source = sweep.spec.resources, str(sweep.spec_path)
-    slots = slot_devices(sweep)
-    problems = []
-    if "://" in storage:
-        problems.append(Problem("resources.storage", storage, "the local executor keeps checkpoints on this machine's "
-                                "disk: leave storage unset or name a local folder, or use resources.executor: ray",
-                                source))
-    if not slots:
-        cpus = len(os.sched_getaffinity(0))
-        have = f"{cpus} CPUs" if res.gpu <= 0 else f"{cpus} CPUs and the GPUs torch sees"
-        problems.append(Problem("resources", {"cpu": res.cpu, "gpu": res.gpu}, f"this machine has {have}, too few for "
-                                "one trial; ask for less, or run on a machine or cluster that has them "
-                                "(resources.executor: ray)", source))
-    if problems:
-        raise SpecError(problems)
-    return slots
 
 
 @dataclass
@@ -85,6 +38,7 @@ class _Running:
     reported: set[int]  # epochs already reported to the study (by this trial before a resume)
     failures: int = 0
     last: dict[str, Any] = field(default_factory=dict)
+    told: bool = False  # the study knows how it ended (ASHA pruned it)
 
 
 @dataclass
@@ -188,21 +142,28 @@ class _Stage:
         self.study = optuna.create_study(storage=storage, study_name=stage, sampler=sampler, pruner=pruner,
                                          direction="maximize" if spec.mode == "max" else "minimize",
                                          load_if_exists=True)
-        self.reruns = self._unfinished(ended_trials(paths.journal, stage) if restore else frozenset())
+        self.reruns = self._unfinished(paths.journal if restore else None)
         self.next_new = len({t.user_attrs[_KEY_ATTR] for t in self.study.trials if _KEY_ATTR in t.user_attrs})
 
-    def _unfinished(self, ended: frozenset[str]) -> list[tuple[Any, set[int]]]:
-        """Trials a killed driver left running: those the journal shows ended are told to the study; the
-        others run again as the same Optuna trial (so ASHA keeps the epochs they reported and the rungs they
-        passed) under their own id (so they resume from their checkpoint)."""
+    def _unfinished(self, journal: Any) -> list[tuple[Any, set[int]]]:
+        """After a killed driver (`journal` given): trials it left running whose end is journaled are told to the
+        study; the others run again as the same Optuna trial (so ASHA keeps the epochs they reported and the
+        rungs they passed) under their own id (so they resume from their checkpoint). Trials ASHA pruned, which
+        the study is told before the journal, get their journaled end if the kill came between the two."""
         import optuna
         from optuna.trial import TrialState
 
+        if journal is None:
+            return []
+        ended = ended_trials(journal, self.stage)
         reruns = []
-        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.PRUNED)):
             key = frozen.user_attrs.get(_KEY_ATTR)
             values = list(frozen.intermediate_values.values())
-            if key in ended and values and math.isfinite(values[-1]):
+            if frozen.state == TrialState.PRUNED:
+                if key is not None and key not in ended:
+                    self._journal_pruned(journal, frozen, key)
+            elif key in ended and values and math.isfinite(values[-1]):
                 self.study.tell(frozen.number, values[-1])
             elif key is None or key in ended:
                 self.study.tell(frozen.number, state=TrialState.FAIL)
@@ -210,6 +171,22 @@ class _Stage:
                 # Optuna's own constructor for a trial already in the study (ask() only makes new ones).
                 reruns.append((optuna.trial.Trial(self.study, frozen._trial_id), set(frozen.intermediate_values)))
         return reruns
+
+    def _journal_pruned(self, journal: Any, frozen: Any, key: str) -> None:
+        """The end of a trial ASHA pruned at its last reported step, from its last journaled epoch."""
+        epochs = [r for r in read_journal(journal)
+                  if r.get("kind") == "epoch" and r.get("stage") == self.stage and r.get("trial_id") == key]
+        last = max(epochs, key=lambda r: r.get("epoch") or 0, default={})
+        params = self._params(frozen, key)
+        self.recorder.end(key, params, trial_name(params), last, "stopped_early",
+                          f"asha@{max(frozen.intermediate_values)}")
+
+    def _params(self, trial: Any, key: str) -> dict[str, Any]:
+        """A trial's parameters: its listed point, or what TPE sampled (with the space's constants)."""
+        if self.points is not None:
+            return dict(self.points[int(key.rsplit("_", 1)[1])])
+        constants = self.define(trial)
+        return decode_point({**trial.params, **constants}, self.sweep.space)
 
     def run(self) -> None:
         try:
@@ -244,11 +221,7 @@ class _Stage:
             key = f"{self.stage}_{self.next_new:05d}"
             trial.set_user_attr(_KEY_ATTR, key)
             self.next_new += 1
-        if self.points is not None:
-            params = dict(self.points[int(key.rsplit("_", 1)[1])])
-        else:
-            constants = self.define(trial)
-            params = decode_point({**trial.params, **constants}, self.sweep.space)
+        params = self._params(trial, key)
         spec = self.sweep.spec
         task = {"trainable": spec.trainable, "config": {**self.sweep.fixed, **params},
                 "threads": self.sweep.threads, "checkpoint_every_s": spec.resources.checkpoint_every_s,
@@ -288,6 +261,8 @@ class _Stage:
 
     def _epoch(self, running: _Running, metrics: dict[str, Any]) -> str | None:
         """Journal an epoch; why the trial must stop now (ASHA pruned it, the time budget is spent), or None."""
+        from optuna.trial import TrialState
+
         pending = metrics.pop(PENDING_KEY, None)
         running.last = metrics
         final = metrics.get("status") in FINAL_STATUSES  # its last epoch: the worker ends it
@@ -300,6 +275,11 @@ class _Stage:
             running.reported.add(epoch)
             running.trial.report(float(value), epoch)
             pruned = running.trial.should_prune()
+            if pruned:
+                # Told now, before the journal: a driver killed from here on leaves a trial the study has ended,
+                # which a resume journals as ended, not one it would train on past the rung that stopped it.
+                self.study.tell(running.trial, state=TrialState.PRUNED)
+                running.told = True
         self.recorder.epoch(running.key, running.params, trial_name(running.params), metrics)
         if pending is not None:  # journaled: a resume may now start after this epoch
             os.replace(pending, os.path.join(os.path.dirname(pending), CHECKPOINT_FILE))
@@ -316,6 +296,8 @@ class _Stage:
         self.recorder.end(running.key, running.params, trial_name(running.params), running.last, status,
                           stopped_by, error)
         value = running.last.get(self.sweep.spec.metric)
+        if running.told:
+            return
         if status == "error" or not isinstance(value, (int, float)) or not math.isfinite(value):
             self.study.tell(running.trial, state=TrialState.FAIL)
         elif stopped_by.startswith("asha@") or stopped_by == "time_budget":

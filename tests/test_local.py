@@ -162,7 +162,7 @@ def test_the_cli_runs_a_local_sweep_without_importing_ray(tmp_path, write_spec):
     (3, 1, 1, 0.25, None, ["0", "0", "0"]),
 ])
 def test_slots_pack_trials_onto_the_cpus_and_gpus_they_ask_for(cpus, gpus, cpu, gpu, limit, expected):
-    from regsweep._local import plan_slots
+    from regsweep._local_slots import plan_slots
 
     assert plan_slots(cpus, gpus, cpu, gpu, limit) == expected
 
@@ -240,6 +240,51 @@ def test_a_killed_asha_sweep_resumes_its_trials_as_the_same_optuna_trials(tmp_pa
     assert len(ends) == 6 and set(ends["status"]) <= {"completed", "stopped_early"}
     assert not frame.duplicated(["trial_id", "epoch"]).any()
     assert all(sorted(group) == list(range(1, len(group) + 1)) for _, group in frame.groupby("trial_id")["epoch"])
+
+
+def test_a_trial_asha_pruned_is_journaled_as_pruned_when_the_driver_died_before_its_end(tmp_path, write_spec):
+    """The study is told of a pruning before the journal: a kill between the two must not leave the trial without
+    an end, nor train it past the rung that stopped it."""
+    import optuna
+    from helpers.interrupt import kill_mid_sweep
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from regsweep._results import read_results
+
+    spec = write_spec({
+        "name": "prunekill", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 8, "hidden": [32]},
+        "search_space": {"lr": {"loguniform": [1e-4, 1e-1]}},
+        "search": {"algorithm": "optuna", "num_samples": 12},
+        "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+        "resources": {"executor": "local", "checkpoint_every_s": 0},
+    })
+    results = tmp_path / "results"
+    journal = results / "prunekill" / "journal.jsonl"
+
+    def pruned_ends(records):
+        return [r for r in records if r.get("kind") == "end" and str(r.get("stopped_by")).startswith("asha@")]
+
+    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--no-mlflow"]
+    before_kill = kill_mid_sweep(command, journal, tmp_path, dict(os.environ), until=pruned_ends)
+    victim = pruned_ends(before_kill)[0]
+    # The state a kill after the study's tell and before the journal's end leaves: the end is not written.
+    lines = journal.read_text().splitlines(keepends=True)
+    journal.write_text("".join(line for line in lines if not (
+        '"kind": "end"' in line and json.loads(line)["trial_id"] == victim["trial_id"])))
+    trained = max(r["epoch"] for r in before_kill if r.get("kind") == "epoch" and r["trial_id"] == victim["trial_id"])
+
+    resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", "prunekill", "--results", str(results)],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    frame = read_results(str(results / "prunekill"))
+    ends = trial_ends(frame).set_index("trial_id")
+    assert len(ends) == 12
+    assert ends.loc[victim["trial_id"], "status"] == "stopped_early"
+    assert ends.loc[victim["trial_id"], "stopped_by"] == victim["stopped_by"]
+    assert frame[frame["trial_id"] == victim["trial_id"]]["epoch"].max() == trained  # not trained on
+    log = str(results / "prunekill" / "optuna-search.log")
+    study = optuna.load_study(study_name="search", storage=JournalStorage(JournalFileBackend(log)))
+    assert len(study.trials) == 12 and {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
 
 
 def test_a_trainable_may_start_processes_of_its_own(tmp_path, write_spec):

@@ -24,16 +24,20 @@ def unfinished(records, min_epochs=1):
     return {trial: epoch for trial, epoch in last.items() if epoch >= min_epochs}
 
 
-def kill_mid_sweep(command, journal, cwd, env, timeout=180):
-    """Start `command`, SIGKILL it with everything it started once a trial has ended and another has journaled
-    two epochs; return the journal's records at the kill."""
+def _mid_sweep(records):
+    return sum(r.get("kind") == "end" for r in records) >= 1 and bool(unfinished(records, min_epochs=2))
+
+
+def kill_mid_sweep(command, journal, cwd, env, timeout=180, until=_mid_sweep):
+    """Start `command`, SIGKILL it with everything it started once `until(records)` holds (by default: a trial
+    has ended and another has journaled two epochs); return the journal's records at the kill."""
     # Its own process group, so the kill takes the driver and the Ray (or the workers) it started, like a crash.
     driver = subprocess.Popen(command, env=env, cwd=cwd, start_new_session=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + timeout
     while time.time() < deadline:
         records = journal_records(journal)
-        if sum(r.get("kind") == "end" for r in records) >= 1 and unfinished(records, min_epochs=2):
+        if until(records):
             break
         assert driver.poll() is None, driver.stdout.read().decode()
         time.sleep(0.05)
