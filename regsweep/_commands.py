@@ -104,7 +104,7 @@ def print_leaderboard(frame: Any, metric: str, mode: str, name: str, top: int = 
 def start_local_workers_early(args: argparse.Namespace) -> None:
     """When `regsweep run` will use the local executor (a first look at --executor, --set and the spec's
     resources.executor; validation says later what is wrong, if anything), start its fork server now,
-    so the workers' imports (torch, scikit-learn) run in their own process while this one validates."""
+    so the workers' imports (torch and the trainables) run in their own process while this one validates."""
     try:
         executor = _run_overrides(args).get("resources.executor")
         if executor is None:

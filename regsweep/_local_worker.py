@@ -22,8 +22,9 @@ CHECKPOINT_FOLDER = "checkpoint_last"
 PENDING_FILE = "saving.pt"
 PENDING_KEY = "_checkpoint"  # in an epoch's message: the checkpoint to commit once the epoch is journaled
 # Imported once by the fork server; every worker starts with them loaded.
-PRELOAD = ["torch", "torch._dynamo", "trainables", "regsweep._local_worker", "regsweep._ahead",
-           "sklearn.model_selection", "sklearn.datasets"]
+# Not scikit-learn: the datasets it prepares are read from the data cache (trainables.data), and only a
+# cold cache makes a worker import it.
+PRELOAD = ["torch", "torch._dynamo", "trainables", "regsweep._local_worker", "regsweep._ahead"]
 
 
 def start_fork_server() -> Any:

@@ -10,9 +10,15 @@ _SESSION_MLRUNS = tempfile.mkdtemp(prefix="regsweep-tests-mlruns-")
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_MLRUNS}/mlflow.db"
 
 
+# The bundled datasets' prepared arrays (derived from packaged data only) are shared by the session's tests.
+_SESSION_PREPARED = tempfile.mkdtemp(prefix="regsweep-tests-prepared-")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_data_cache(tmp_path, monkeypatch):
     """Downloads go to a per-test cache, never the user's."""
+    (tmp_path / "data-cache").mkdir()
+    (tmp_path / "data-cache" / "prepared").symlink_to(_SESSION_PREPARED, target_is_directory=True)
     monkeypatch.setenv("REGSWEEP_DATA", str(tmp_path / "data-cache"))
     # Sweeps log to MLflow by default; each test gets its own store, never ./mlruns.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")

@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import os
 import struct
 
 import numpy as np
@@ -136,3 +137,45 @@ def test_mnist_5k_has_fashion_mnist_shapes():
     data = load_dataset("mnist_5k")
     assert data.image_shape == (1, 28, 28) and data.num_classes == 10
     assert len(data.train_y) + len(data.test_y) == 5000
+
+
+LOAD_DIGITS = """
+import sys
+from trainables.data import load_dataset, split_train_val
+data = load_dataset("digits")
+train, val = split_train_val(data.train_y, 0.2, seed=5)
+print("sklearn" in sys.modules, data.train_x.sum(), val.sum())
+"""
+
+
+def test_a_trial_process_reads_the_prepared_digits_without_importing_scikit_learn(tmp_path):
+    """Bundled datasets and splits are built once per machine: the next process (a Ray actor, a worker) loads
+    numpy arrays instead of importing scikit-learn, with the same arrays."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "REGSWEEP_DATA": str(tmp_path / "cache")}
+    first, second = (subprocess.run([sys.executable, "-c", LOAD_DIGITS], env=env, capture_output=True, text=True,
+                                    check=True).stdout.split() for _ in range(2))
+    assert first[0] == "True" and second[0] == "False"
+    assert first[1:] == second[1:]
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "prepared").iterdir()) == ["digits", "split"]
+
+
+def test_prepared_arrays_equal_a_fresh_build_and_a_damaged_file_is_rebuilt(tmp_path, monkeypatch):
+    from sklearn.model_selection import train_test_split
+
+    monkeypatch.setenv("REGSWEEP_DATA", str(tmp_path))
+    labels = np.repeat(np.arange(4), 10)
+    built = split_train_val(labels, 0.25, seed=2)
+    expected_val = np.sort(train_test_split(np.arange(40), test_size=0.25, random_state=2, stratify=labels)[1])
+    np.testing.assert_array_equal(built[1], expected_val)
+    (stored,) = (tmp_path / "prepared").iterdir()
+    stored.write_bytes(b"not an npz")  # a disk error, a file cut short
+    np.testing.assert_array_equal(split_train_val(labels, 0.25, seed=2)[1], expected_val)
+    np.testing.assert_array_equal(np.load(stored)["val"], expected_val)  # rewritten whole
+    assert [p.name for p in (tmp_path / "prepared").iterdir()] == [stored.name]  # no temporary left
+    # Other labels, fraction or seed are other splits, never this file's.
+    assert not np.array_equal(split_train_val(labels, 0.25, seed=3)[1], expected_val)
+    assert len(split_train_val(labels, 0.5, seed=2)[1]) == 20
+    assert len(split_train_val(np.repeat(np.arange(4), 12), 0.25, seed=2)[1]) == 12

