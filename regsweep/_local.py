@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
-from typing import Any, Callable
+from typing import Any
 
 from regsweep._ahead import CHECKPOINT_FILE
 from regsweep._local_slots import check_fits
@@ -66,16 +66,14 @@ class WorkerPool:
         theirs.close()
         slot.conn = ours
 
-    def check_data(self, config: dict[str, Any] | None, meanwhile: Callable[[], None]) -> None:
-        """Run `meanwhile` here while the fork server imports, then build the trial of `config` in the first
-        worker (the data check of preflight_data, which also leaves the data loaded there); its DatasetError
-        is raised here, as one clear error before anything is written. Closes the pool on any error."""
+    def check_data(self, config: dict[str, Any] | None) -> None:
+        """Build the trial of `config` in the first worker (the data check of preflight_data, which also leaves
+        the data loaded there); its DatasetError is raised here, as one clear error before anything is written.
+        Closes the pool on any error."""
         slot = self.slots[0]
         try:
-            # First: a worker's start waits until the fork server has imported torch, which is the longer wait.
-            meanwhile()
             if config is not None:
-                self._start(slot)
+                self._start(slot)  # waits until the fork server has imported torch
                 slot.conn.send({"preflight": True, "trainable": self.sweep.spec.trainable, "config": config,
                                 "threads": self.sweep.threads})
                 self._preflight_answer(slot)

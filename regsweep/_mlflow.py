@@ -146,6 +146,11 @@ class MlflowSync:
         from mlflow.entities import Param, RunTag
 
         experiment = self._experiment()
+        if not parent_id and tags.get("regsweep.sweep_id"):
+            # A driver killed before its state file had the parent's id: the run it created is found by tag.
+            found = self.client.search_runs([experiment], f"tags.`regsweep.sweep_id` = '{tags['regsweep.sweep_id']}'",
+                                            max_results=1)
+            parent_id = found[0].info.run_id if found else None
         if parent_id:
             self.parent_id = parent_id
             self.client.update_run(parent_id, status="RUNNING")
@@ -260,76 +265,3 @@ class MlflowSync:
 
 def warn(message: str) -> None:
     print(f"regsweep: warning: {message}", file=sys.stderr, flush=True)
-
-
-class JournalFollower:
-    """Background thread: every `interval` seconds, push new journal records to MLflow. A failure
-    warns once, keeps the records, and makes the next push reconcile against MLflow first."""
-
-    def __init__(self, sync: MlflowSync, journal: Path, interval: float = 0.5):
-        import threading
-
-        self.sync, self.journal, self.interval = sync, Path(journal), interval
-        self.trials: dict[str, TrialLog] = {}
-        self.pending: set[str] = set()
-        self.offset = 0
-        self.failures = 0
-        self.reconcile = True
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="regsweep-mlflow", daemon=True)
-
-    def start(self) -> "JournalFollower":
-        self._thread.start()
-        return self
-
-    def _read_new(self) -> list[dict[str, Any]]:
-        if not self.journal.exists():
-            return []
-        with open(self.journal, encoding="utf-8") as handle:
-            handle.seek(self.offset)
-            records = []
-            while True:
-                line = handle.readline()
-                if not line.endswith("\n"):
-                    break  # a line still being written; read it next time
-                self.offset += len(line.encode("utf-8"))
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        return records
-
-    def push_once(self) -> bool:
-        """One round; True when MLflow has everything read so far."""
-        self.pending |= update_trials(self.trials, self._read_new())
-        if not self.pending:
-            return True
-        try:
-            self.sync.push([self.trials[k] for k in sorted(self.pending)], reconcile=self.reconcile)
-        except Exception as exc:  # any tracking failure: keep everything, retry later
-            self.failures += 1
-            if self.failures == 1:
-                warn(f"MLflow at {self.sync.uri} is unreachable ({type(exc).__name__}: {str(exc)[:200]}); "
-                     "training goes on and results are kept; logging resumes when it is back")
-            self.reconcile = True
-            return False
-        if self.failures:
-            warn("MLflow is reachable again; missing results were sent")
-            self.failures = 0
-        self.pending.clear()
-        self.reconcile = False
-        return True
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.push_once()
-
-    def stop(self, attempts: int = 3) -> bool:
-        """Stop the thread and push what is left; False if MLflow still lacks something."""
-        self._stop.set()
-        self._thread.join()
-        for attempt in range(attempts):
-            if self.push_once():
-                return True
-            time.sleep(1.0 + attempt)
-        return False

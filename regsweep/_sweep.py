@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -141,8 +142,8 @@ def _beside_ray_start(sweep: Sweep, prepare: Callable[[], None]) -> None:
     """Run `prepare` in a thread while Ray starts on this one and is checked to fit a trial; raise the
     first error of either.
 
-    Starting Ray is mostly waiting for its processes, and ray.init must run on the main thread; loading
-    the data and importing MLflow meanwhile takes about 1.5 s off every sweep's start."""
+    Starting Ray is mostly waiting for its processes, and ray.init must run on the main thread; the data
+    loads meanwhile (and MLflow opens on a thread of its own)."""
     from regsweep import _tune
 
     errors: list[BaseException] = []
@@ -164,38 +165,46 @@ def _beside_ray_start(sweep: Sweep, prepare: Callable[[], None]) -> None:
         raise errors[0]
 
 
+def _in_background(work: Callable[[], Any]) -> Callable[[], Any]:
+    """Start `work` on a thread now; the function returned waits for its result."""
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(work()), name="regsweep-open-mlflow", daemon=True)
+    thread.start()
+
+    def wait() -> Any:
+        thread.join()
+        return result[0] if result else None
+
+    return wait
+
+
 def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: bool,
             on_stage: Callable[[str, int | None], None] | None = None, check_data: bool = False,
             create: Callable[[], None] | None = None) -> pd.DataFrame:
     """Run (or finish) every stage of the sweep, keeping the state file current. A new sweep's data check
     (`check_data`) runs while Ray or the local executor's workers start; `create` (its results folder)
-    once they can place a trial."""
-    from regsweep._tracking import finish_tracking, open_client, start_tracking
+    once they can place a trial. MLflow opens meanwhile and logs from a thread: no trial waits for it."""
+    from regsweep._tracking import creates_store, finish_tracking, open_client, start_tracking
 
-    clients = []
-
-    def open_mlflow() -> None:  # importing MLflow and opening its store: 1.5 s, while the trials cannot start yet
-        clients.append(open_client(sweep, state))
-
+    new_store = creates_store(sweep, state)
+    # Importing MLflow and opening its store: 1.5 s on two cores, beside everything below.
+    client = _in_background(lambda: open_client(sweep, state)) if state.get("mlflow", True) else None
     pool = None
     if sweep.spec.resources.executor == "local":
         from regsweep._local import WorkerPool
 
         pool = WorkerPool(sweep, paths.storage)
         # In a worker, which keeps the data for its trials; the driver never loads it.
-        pool.check_data(preflight_config(sweep) if check_data and sweep.builtin else None, meanwhile=open_mlflow)
+        pool.check_data(preflight_config(sweep) if check_data and sweep.builtin else None)
     else:
-        def prepare() -> None:
-            if check_data:
-                preflight_data(sweep)
-            open_mlflow()
-
-        _beside_ray_start(sweep, prepare)
+        _beside_ray_start(sweep, lambda: preflight_data(sweep) if check_data else None)
     try:
         # Only once trials can be placed: a sweep that cannot run leaves no folder and no MLflow run behind.
         if create is not None:
             create()
-        follower = start_tracking(sweep, paths, state, clients[0] if clients else None)
+        if new_store:
+            client()  # before any trial: a kill while MLflow creates its database would leave it broken
+        follower = start_tracking(sweep, paths, state, client)
         _write_state(paths, state)
         try:
             frame = _run_stages(sweep, paths, state, restore, on_stage, pool)
@@ -254,7 +263,7 @@ def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str 
         "overrides": sweep.overrides, "smoke": sweep.smoke, "storage": paths.storage, "status": "running",
         "pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time(), "argv": sys.argv,
         "mlflow": mlflow, "metric": sweep.spec.metric, "mode": sweep.spec.mode, "epochs": sweep.epochs,
-        "fixed": sweep.fixed,
+        "fixed": sweep.fixed, "sweep_id": uuid.uuid4().hex,
     }
 
     def create() -> None:

@@ -6,14 +6,15 @@ from __future__ import annotations
 import glob
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
 from regsweep._ahead import CHECKPOINT_FILE
 from regsweep._aggregate import best_trial, param_columns, config_params, sweep_summary
-from regsweep._mlflow import JournalFollower, MlflowSync, resolve_tracking_uri, trials_from_frame, warn
+from regsweep._follower import JournalFollower
+from regsweep._mlflow import MlflowSync, resolve_tracking_uri, trials_from_frame, warn
 from regsweep._validate import Sweep
 
 BEST_MODEL_FILE = "best_model.pt"
@@ -46,6 +47,8 @@ def _sync_for(sweep: Sweep, name: str) -> MlflowSync:
 
 def _open_parent(sync: MlflowSync, sweep: Sweep, paths: Any, state: dict[str, Any]) -> None:
     tags = {"regsweep.sweep": state["name"], "regsweep.spec_hash": sweep.spec_hash}
+    if state.get("sweep_id"):
+        tags["regsweep.sweep_id"] = state["sweep_id"]
     state["mlflow_parent_run_id"] = sync.ensure_parent(state.get("mlflow_parent_run_id"), sweep.spec.hypothesis,
                                                        _parent_params(sweep), tags, paths.local / "spec.yaml")
     state["mlflow_uri"] = without_credentials(sync.uri)
@@ -54,30 +57,41 @@ def _open_parent(sync: MlflowSync, sweep: Sweep, paths: Any, state: dict[str, An
 def open_client(sweep: Sweep, state: dict[str, Any]) -> MlflowSync | None:
     """The sweep's MLflow client, with its store opened (half a second on sqlite, more for a new
     database), so it can be built while the workers start; it creates no run. None when tracking is off
-    or the client cannot be built (start_tracking then tries again and says why)."""
+    or the client cannot be built (the follower then tries again and says why)."""
     if not state.get("mlflow", True):
         return None
     try:
         return _sync_for(sweep, state["name"])
-    except Exception:  # reported by start_tracking
+    except Exception:  # reported by the follower
         return None
+
+
+def creates_store(sweep: Sweep, state: dict[str, Any]) -> bool:
+    """True when tracking will create its sqlite database: MLflow then builds the schema (its migrations),
+    which a process killed midway leaves broken, so that opening is not left to run beside the trials."""
+    uri = resolve_tracking_uri(sweep.spec.tracking_uri) if state.get("mlflow", True) else ""
+    return uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()
 
 
 def start_tracking(sweep: Sweep, paths: Any, state: dict[str, Any],
-                   sync: MlflowSync | None = None) -> JournalFollower | None:
-    """Open (or reopen, on resume) the parent run and follow the journal. None when tracking is off
-    or unreachable at the start (then `regsweep sync-mlflow` catches up later). `sync`: a client
-    open_client built beforehand."""
+                   client: Callable[[], MlflowSync | None] | None = None) -> JournalFollower | None:
+    """Follow the journal into MLflow: a thread that opens (or reopens, on resume) the parent run, with
+    the client `client()` returns (open_client's, built beforehand) or a new one, then logs every trial.
+    Nothing here waits for MLflow; a store that cannot be reached yet is tried again every round. None when
+    tracking is off."""
     if not state.get("mlflow", True):
         return None
-    try:
-        sync = sync or _sync_for(sweep, state["name"])
+    # Set now, so the thread only replaces values: this thread writes the state file (a walk over it) meanwhile.
+    state.setdefault("mlflow_parent_run_id", None)
+    state.setdefault("mlflow_uri", None)
+
+    def opener() -> MlflowSync:
+        sync = (client() if client is not None else None) or _sync_for(sweep, state["name"])
         _open_parent(sync, sweep, paths, state)
-    except Exception as exc:  # unreachable or misconfigured tracking must not stop training
-        warn(f"MLflow is unreachable ({type(exc).__name__}: {str(exc)[:200]}); the sweep runs without it. "
-             f"Run `regsweep sync-mlflow {state['name']}` when it is back.")
-        return None
-    return JournalFollower(sync, paths.journal).start()
+        return sync
+
+    uri = without_credentials(resolve_tracking_uri(sweep.spec.tracking_uri))
+    return JournalFollower(opener, paths.journal, uri).start()
 
 
 def save_best_model(sweep: Sweep, paths: Any, frame: pd.DataFrame) -> tuple[str, Path] | None:

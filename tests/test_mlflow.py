@@ -125,6 +125,39 @@ def test_outage_mid_sweep_loses_nothing(ray_local, tmp_path, write_spec, server,
     assert parent.info.status == "FINISHED"
 
 
+def test_a_server_that_comes_up_after_the_start_gets_every_trial_and_no_trial_waited_for_it(
+        tmp_path, write_spec, monkeypatch, capfd):
+    """MLflow opens on the follower's thread: trials start without it, and a server that answers only later
+    receives the parent run and every trial during the sweep, with no sync-mlflow."""
+    later = MlflowServer(tmp_path / "later")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", later.uri)
+    spec = write_spec({
+        "name": "late", "trainable": "helpers.user_trainables:slow_epochs", "fixed": {"epochs": 6, "sleep": 1.0},
+        "search_space": {"x": {"grid": [0.1, 0.2, 0.3, 0.4]}}, "resources": {"executor": "local"},
+    })
+    journal = tmp_path / "results" / "late" / "journal.jsonl"
+    up = []
+
+    def start_late():
+        while not read_journal(journal):
+            time.sleep(0.1)
+        later.start()
+        up.append(len(read_journal(journal)))
+
+    starter = threading.Thread(target=start_late)
+    starter.start()
+    try:
+        frame = start_sweep(load_sweep(spec), str(tmp_path / "results"))
+        starter.join()
+        assert up and up[0] < len(read_journal(journal)), "the server must come up inside the sweep"
+        assert "regsweep sync-mlflow" not in capfd.readouterr().err
+        parent, children = check_sweep_in_mlflow(MlflowClient(later.uri), "late", frame)
+        assert parent.info.status == "FINISHED" and len(children) == 4
+    finally:
+        starter.join()
+        later.stop()
+
+
 def test_server_down_from_the_start_then_sync(ray_local, tmp_path, write_spec, monkeypatch, capfd):
     later = MlflowServer(tmp_path / "later")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", later.uri)
