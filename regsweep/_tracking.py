@@ -74,11 +74,12 @@ def creates_store(sweep: Sweep, state: dict[str, Any]) -> bool:
 
 
 def start_tracking(sweep: Sweep, paths: Any, state: dict[str, Any],
-                   client: Callable[[], MlflowSync | None] | None = None) -> JournalFollower | None:
+                   client: Callable[[], MlflowSync | None] | None = None, wait: bool = False) -> JournalFollower | None:
     """Follow the journal into MLflow: a thread that opens (or reopens, on resume) the parent run, with
     the client `client()` returns (open_client's, built beforehand) or a new one, then logs every trial.
-    Nothing here waits for MLflow; a store that cannot be reached yet is tried again every round. None when
-    tracking is off."""
+    A store that cannot be reached is tried again every round. With `wait`, the first round (the parent
+    run) is done here, before the trials start; else nothing here waits for MLflow. None when tracking is
+    off."""
     if not state.get("mlflow", True):
         return None
     # Set now, so the thread only replaces values: this thread writes the state file (a walk over it) meanwhile.
@@ -91,7 +92,10 @@ def start_tracking(sweep: Sweep, paths: Any, state: dict[str, Any],
         return sync
 
     uri = without_credentials(resolve_tracking_uri(sweep.spec.tracking_uri))
-    return JournalFollower(opener, paths.journal, uri).start()
+    follower = JournalFollower(opener, paths.journal, uri)
+    if wait:
+        follower.push_once()
+    return follower.start()
 
 
 def save_best_model(sweep: Sweep, paths: Any, frame: pd.DataFrame) -> tuple[str, Path] | None:
