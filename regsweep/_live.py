@@ -61,8 +61,8 @@ def render_live(state: LiveState, now: float | None = None) -> Group:
     budget = total * state.epochs
     elapsed = (time.time() if now is None else now) - state.started
     bars = Table.grid(padding=(0, 1))
-    bars.add_row(Text(f"{state.stage} trials", style="bold"), ProgressBar(total=total, completed=state.finished, width=40),
-                 Text(f"{state.finished}/{total}"))
+    bars.add_row(Text(f"{state.stage} trials", style="bold"),
+                 ProgressBar(total=total, completed=state.finished, width=40), Text(f"{state.finished}/{total}"))
     bars.add_row(Text("epoch budget", style="bold"),
                  ProgressBar(total=budget, completed=min(budget, state.epochs_done + state.epochs_saved), width=40),
                  Text(f"{state.epochs_done} trained, {state.epochs_saved} saved by early stopping of {budget}"))

@@ -82,7 +82,8 @@ def update_trials(trials: dict[str, TrialLog], records: Iterable[dict[str, Any]]
             trial = trials[key] = TrialLog(record["stage"], record["trial_id"], record.get("trial_name", ""),
                                            record.get("config_id", ""), record.get("seed"), params)
         if record.get("kind") == "end":
-            trial.status, trial.stopped_by, trial.error = record["status"], record.get("stopped_by"), record.get("error")
+            trial.status = record["status"]
+            trial.stopped_by, trial.error = record.get("stopped_by"), record.get("error")
             trial.final = {k: float(record[k]) for k in SUMMARY_KEYS
                            if isinstance(record.get(k), (int, float)) and math.isfinite(record[k])}
         elif record.get("epoch"):

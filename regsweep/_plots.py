@@ -37,7 +37,8 @@ def factor_plot(table: pd.DataFrame, factor: str, metric: str, path: Path) -> Pa
         ax.errorbar(order["x"], order["mean"], yerr=np.nan_to_num((order["high"] - order["low"]) / 2),
                     marker="o", capsize=4)
     else:
-        colors = ["tab:green" if b else ("tab:olive" if t else "tab:gray") for b, t in zip(table["best"], table["tied"])]
+        colors = ["tab:green" if b else ("tab:olive" if t else "tab:gray")
+                  for b, t in zip(table["best"], table["tied"])]
         ax.bar(table["value"].astype(str), table["mean"], yerr=error, capsize=4, color=colors)
         low = np.nanmin(table["low"].fillna(table["mean"]))
         ax.set_ylim(bottom=max(0.0, low - 0.1 * abs(low)) if low > 0 else None)

@@ -117,7 +117,8 @@ def render_markdown(board: Leaderboard) -> str:
                 _md_table(["value", f"{board.metric} (95% CI)", "n", ""], _factor_rows(table)), ""]
     for a, b, grid in board.pairs:
         best = _best_cell(grid, board.mode)
-        rows = [[str(i), *[_num(v) + ("*" if best == (i, c) else "") for c, v in r.items()]] for i, r in grid.iterrows()]
+        rows = [[str(i), *[_num(v) + ("*" if best == (i, c) else "") for c, v in r.items()]]
+                for i, r in grid.iterrows()]
         out += [f"### {a} x {b} (mean {board.metric}, * best)", "",
                 _md_table([f"{a} \\ {b}", *map(str, grid.columns)], rows), ""]
     if not board.rungs.empty:

@@ -38,7 +38,8 @@ def _setup(state: dict[str, Any], spec: dict[str, Any], frame: pd.DataFrame) -> 
     started = state.get("started_at")
     ended = state.get("updated_at")
     wall = f"{(ended - started) / 60:.1f} min" if started and ended else "-"
-    fixed = state.get("fixed") or {**(spec.get("fixed") or {}), **({"dataset": spec["dataset"]} if spec.get("dataset") else {})}
+    dataset = {"dataset": spec["dataset"]} if spec.get("dataset") else {}
+    fixed = state.get("fixed") or {**(spec.get("fixed") or {}), **dataset}
     hosts = sorted(set(frame["hostname"].dropna().astype(str))) if "hostname" in frame else []
     return [
         f"- trainable: `{spec.get('trainable')}`; dataset: `{fixed.get('dataset', 'default')}`"
@@ -55,7 +56,8 @@ def _setup(state: dict[str, Any], spec: dict[str, Any], frame: pd.DataFrame) -> 
 
 
 def _overfitting(frame: pd.DataFrame, board: Any) -> list[str]:
-    lines = ["| # | config | final train_loss | final val_loss | gap | best epoch | flag |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| # | config | final train_loss | final val_loss | gap | best epoch | flag |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     finals = final_rows(frame[frame["stage"] == board.stage])
     for _, row in board.top.head(5).iterrows():
         rows = finals[finals["config_id"] == row["config_id"]]
@@ -147,7 +149,8 @@ def _log_to_mlflow(state: dict[str, Any], spec: dict[str, Any], journal: Path, f
         from mlflow.tracking import MlflowClient
 
         # The store the sweep logged to, unless the environment points elsewhere (e.g. with credentials).
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or state.get("mlflow_uri") or resolve_tracking_uri(spec.get("tracking_uri"))
+        uri = (os.environ.get("MLFLOW_TRACKING_URI") or state.get("mlflow_uri")
+               or resolve_tracking_uri(spec.get("tracking_uri")))
         client = MlflowClient(uri)
         for path in [journal, *figures]:
             client.log_artifact(parent, str(path), artifact_path="report")

@@ -178,11 +178,13 @@ def load_space_files(paths: list[str], spec_path: Path) -> dict[str, Distributio
             continue
         raw = read_yaml(path)
         if not isinstance(raw, dict):
-            problems.append(Problem("", type(raw).__name__, "a search space file maps parameters to distributions", str(path)))
+            problems.append(Problem("", type(raw).__name__, "a search space file maps parameters to distributions",
+                                    str(path)))
             continue
         for param, dist in raw.items():
             if param in merged:
-                problems.append(Problem(param, str(path), f"duplicate parameter, already defined in {origin[param]}", str(spec_path)))
+                problems.append(Problem(param, str(path), f"duplicate parameter, already defined in {origin[param]}",
+                                        str(spec_path)))
                 continue
             try:
                 merged[param] = Distribution.model_validate(dist)

@@ -117,7 +117,8 @@ def top_configs(frame: pd.DataFrame, sweep: Sweep, stage: str = "search") -> lis
         for column in ranked.columns:
             if column.startswith("config/") and pd.notna(row[column]):
                 value = row[column]
-                params[column[len("config/"):]] = json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
+                encoded = isinstance(value, str) and value[:1] in "[{"
+                params[column[len("config/"):]] = json.loads(value) if encoded else value
         configs.append(params)
     return configs
 

@@ -96,7 +96,8 @@ def _check_space(spec: SweepSpec, space: Space, source: str) -> list[Problem]:
         for cond_key, cond_value in (dist.when or {}).items():
             if cond_key not in seen:
                 problems.append(Problem(f"{key}.when.{cond_key}", cond_value, "a condition must refer to a parameter "
-                                        f"defined before {name}{did_you_mean(cond_key, seen)}; defined: {', '.join(seen) or 'none'}", source))
+                                        f"defined before {name}{did_you_mean(cond_key, seen)}; "
+                                        f"defined: {', '.join(seen) or 'none'}", source))
                 continue
             possible = space[cond_key].args if space[cond_key].kind in FINITE else None
             wanted = cond_value if isinstance(cond_value, list) else [cond_value]
@@ -186,7 +187,8 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke:
 
     if spec.trainable in trainables.TRAINABLES:
         if spec.metric not in BUILTIN_METRICS and not spec.metric.startswith(("val_loss_", "test_loss_")):
-            problems.append(Problem("metric", spec.metric, f"allowed: {', '.join(BUILTIN_METRICS)}{did_you_mean(spec.metric, BUILTIN_METRICS)}", source))
+            allowed = f"allowed: {', '.join(BUILTIN_METRICS)}{did_you_mean(spec.metric, BUILTIN_METRICS)}"
+            problems.append(Problem("metric", spec.metric, allowed, source))
     elif ":" in spec.trainable:
         try:
             load_user_trainable(spec.trainable)
@@ -201,7 +203,8 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke:
     from regsweep._claims import claim_problems
 
     for index, claim in enumerate(spec.claims):
-        problems += [Problem(f"claims[{index}]", claim, message, source) for message in claim_problems(claim, list(space))]
+        problems += [Problem(f"claims[{index}]", claim, message, source)
+                     for message in claim_problems(claim, list(space))]
     if spec.scheduler.type == "asha" and spec.scheduler.grace_period > sweep.epochs:
         problems.append(Problem("scheduler.grace_period", spec.scheduler.grace_period,
                                 f"must be at most the epoch budget ({sweep.epochs})", source))

@@ -25,7 +25,8 @@ class Table:
     group_labels: tuple[str, ...]
 
 
-def _group_codes(columns: dict[str, np.ndarray], group_by: tuple[str, ...], n: int) -> tuple[np.ndarray, tuple[str, ...]]:
+def _group_codes(columns: dict[str, np.ndarray], group_by: tuple[str, ...],
+                 n: int) -> tuple[np.ndarray, tuple[str, ...]]:
     if not group_by:
         return np.zeros(n, dtype=np.int64), ("all",)
     keys = ["_".join(f"{g}{_short(columns[g][i])}" for g in group_by) for i in range(n)]
