@@ -1,8 +1,8 @@
 """The driver's MLflow logger: a background thread that follows the sweep's journal and pushes what is new.
 
-It opens MLflow itself (the client, then the sweep's parent run), so trials never wait for the tracking store:
-importing MLflow and opening its store take 1.5 s on two cores, and a server that is down at the start is
-tried again every round, like one that goes away mid-sweep, until it answers."""
+It opens MLflow itself (the client, then the sweep's parent run), so the local executor's trials do not wait
+for the tracking store (importing MLflow and opening it take 1.5 s on two cores), and a server that is down
+at the start is tried again every round, like one that goes away mid-sweep, until it answers."""
 
 from __future__ import annotations
 

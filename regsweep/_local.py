@@ -177,7 +177,7 @@ class _Stage:
         last = max(epochs, key=lambda r: r.get("epoch") or 0, default={})
         params = self._params(frozen, key)
         self.recorder.end(key, params, trial_name(params), last, "stopped_early",
-                          f"asha@{max(frozen.intermediate_values)}")
+                          f"asha@{max(frozen.intermediate_values, default=last.get('epoch', 0))}")
 
     def _params(self, trial: Any, key: str) -> dict[str, Any]:
         """A trial's parameters: its listed point, or what TPE sampled (with the space's constants)."""
