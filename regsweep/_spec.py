@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -74,6 +75,9 @@ class Distribution(_Strict):
             raise ValueError(f"loguniform needs low > 0, given {values}")
         if kind == "quniform" and (len(values) != 3 or values[0] >= values[1] or values[2] <= 0):
             raise ValueError(f"quniform needs [low, high, q] with low < high and q > 0, given {values}")
+        if kind == "quniform" and not all(math.isclose(v / values[2], round(v / values[2])) for v in values[:2]):
+            # Both searchers sample multiples of q between the bounds (Optuna's step, Ray Tune's quantized).
+            raise ValueError(f"quniform needs low and high that are multiples of q, given {values}")
         return self
 
     @property

@@ -100,6 +100,14 @@ def test_bad_range(write_spec):
     assert "uniform needs [low, high] with low < high, given [0.5, 0.1]" in found[0]
 
 
+def test_quniform_bounds_must_be_multiples_of_q(write_spec):
+    """Ray Tune's quantized domain raised on such bounds only once the sweep had started."""
+    found, _ = problems(write_spec, search={"algorithm": "random"},
+                        search_space={"dropout": {"quniform": [0.0, 0.5, 0.2]}})
+    assert "search_space.dropout" in found[0]
+    assert "quniform needs low and high that are multiples of q, given [0.0, 0.5, 0.2]" in found[0]
+
+
 def test_impossible_model_config(write_spec):
     found, _ = problems(write_spec, search_space={"layers": {"grid": [2, 3, 4]}})
     assert found == [f"{found[0].split(':')[0]}: search_space.layers: given 4; "
