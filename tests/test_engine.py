@@ -124,6 +124,22 @@ def test_optuna_asha_stops_trials_and_confirms_top_k(ray_local, tmp_path, write_
     assert set(confirm["config_id"]) == set(full["config_id"].head(2))
 
 
+@pytest.mark.parametrize("executor", ["ray", "local"])
+def test_random_search_runs_its_seeded_draws_for_every_grid_point(ray_local, tmp_path, write_spec, executor):
+    from regsweep._space import random_points
+
+    spec = write_spec({
+        "name": "rand", "trainable": "helpers.user_trainables:slow_epochs", "fixed": {"epochs": 1, "sleep": 0.0},
+        "search_space": {"x": {"uniform": [0.0, 1.0]}, "g": {"grid": [1, 2]}},
+        "search": {"algorithm": "random", "num_samples": 3, "seed": 7},
+    })
+    sweep, frame = run(spec, tmp_path, executor, mlflow=False)
+    ends = trial_ends(frame)
+    ran = sorted(zip(ends["config/x"], ends["config/g"]))
+    assert ran == sorted((p["x"], p["g"]) for p in random_points(sweep.space, 3, seed=7))
+    assert len(ran) == 6 and len({x for x, _ in ran}) == 3 and set(ends["status"]) == {"completed"}
+
+
 def test_conditional_parameter_only_where_condition_holds(ray_local, tmp_path, write_spec):
     spec = write_spec({
         "name": "cond", "trainable": "cnn", "dataset": "digits", "fixed": {"epochs": 1, "filters": 8},
