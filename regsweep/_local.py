@@ -154,13 +154,13 @@ class _Stage:
         if journal is None:
             return []
         ended = ended_trials(journal, self.stage)
-        reruns = []
+        reruns, pruned = [], []
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.PRUNED)):
             key = frozen.user_attrs.get(_KEY_ATTR)
             values = list(frozen.intermediate_values.values())
             if frozen.state == TrialState.PRUNED:
                 if key is not None and key not in ended:
-                    self._journal_pruned(journal, frozen, key)
+                    pruned.append((frozen, key))
             elif key in ended and values and math.isfinite(values[-1]):
                 self.study.tell(frozen.number, values[-1])
             elif key is None or key in ended:
@@ -168,16 +168,22 @@ class _Stage:
             else:
                 # Optuna's own constructor for a trial already in the study (ask() only makes new ones).
                 reruns.append((optuna.trial.Trial(self.study, frozen._trial_id), set(frozen.intermediate_values)))
+        if pruned:
+            self._journal_pruned(journal, pruned)
         return reruns
 
-    def _journal_pruned(self, journal: Any, frozen: Any, key: str) -> None:
-        """The end of a trial ASHA pruned at its last reported step, from its last journaled epoch."""
-        epochs = [r for r in read_journal(journal)
-                  if r.get("kind") == "epoch" and r.get("stage") == self.stage and r.get("trial_id") == key]
-        last = max(epochs, key=lambda r: r.get("epoch") or 0, default={})
-        params = self._params(frozen, key)
-        self.recorder.end(key, params, trial_name(params), last, "stopped_early",
-                          f"asha@{max(frozen.intermediate_values, default=last.get('epoch', 0))}")
+    def _journal_pruned(self, journal: Any, pruned: list[tuple[Any, str]]) -> None:
+        """The ends of trials ASHA pruned at their last reported step, each from its last journaled epoch."""
+        last: dict[str, dict[str, Any]] = {}
+        for record in read_journal(journal):
+            if record.get("kind") == "epoch" and record.get("stage") == self.stage:
+                known = last.get(record.get("trial_id"), {})
+                if (record.get("epoch") or 0) >= (known.get("epoch") or 0):
+                    last[record.get("trial_id")] = record
+        for frozen, key in pruned:
+            final, params = last.get(key, {}), self._params(frozen, key)
+            self.recorder.end(key, params, trial_name(params), final, "stopped_early",
+                              f"asha@{max(frozen.intermediate_values, default=final.get('epoch', 0))}")
 
     def _params(self, trial: Any, key: str) -> dict[str, Any]:
         """A trial's parameters: its listed point, or what TPE sampled (with the space's constants)."""
@@ -293,9 +299,9 @@ class _Stage:
         running, slot.running = slot.running, None
         self.recorder.end(running.key, running.params, trial_name(running.params), running.last, status,
                           stopped_by, error)
-        value = running.last.get(self.sweep.spec.metric)
         if running.told:
             return
+        value = running.last.get(self.sweep.spec.metric)
         if status == "error" or not isinstance(value, (int, float)) or not math.isfinite(value):
             self.study.tell(running.trial, state=TrialState.FAIL)
         elif stopped_by.startswith("asha@") or stopped_by == "time_budget":

@@ -61,10 +61,10 @@ def grid_points(space: Space) -> list[dict[str, Any]]:
     return list(_expand(space, lambda _, d: list(d.args)))
 
 
-def _grid_index(bound: float, q: float, outward: Callable[[float], float]) -> float:
+def _grid_index(bound: float, q: float, inward: Callable[[float], float]) -> float:
     scaled = bound / q
     nearest = round(scaled)
-    return nearest if math.isclose(scaled, nearest) else outward(scaled)
+    return nearest if math.isclose(scaled, nearest) else inward(scaled)
 
 
 def _draw(dist: Distribution, rng: np.random.RandomState) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -139,6 +140,30 @@ def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[st
     tuner.fit()
 
 
+def _in_background(work: Callable[[], Any], name: str) -> Callable[[], Any]:
+    """Start `work` on a thread now; the function returned waits for it and returns its result or raises
+    its error."""
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append((work(), None))
+        except BaseException as exc:  # handed to the caller by wait()
+            outcome.append((None, exc))
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+
+    def wait() -> Any:
+        thread.join()
+        result, error = outcome[0]
+        if error is not None:
+            raise error
+        return result
+
+    return wait
+
+
 def _beside_ray_start(sweep: Sweep, prepare: Callable[[], None]) -> None:
     """Run `prepare` in a thread while Ray starts on this one and is checked to fit a trial; raise the
     first error of either.
@@ -147,36 +172,15 @@ def _beside_ray_start(sweep: Sweep, prepare: Callable[[], None]) -> None:
     loads meanwhile (and MLflow opens on a thread of its own)."""
     from regsweep import _tune
 
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            prepare()
-        except BaseException as exc:  # handed to the caller below
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="regsweep-prepare", daemon=True)
-    thread.start()
+    prepared = _in_background(prepare, "regsweep-prepare")
     try:
         _tune.ensure_ray()
         _tune.check_fits(sweep)
-    finally:
-        thread.join()
-    if errors:
-        raise errors[0]
-
-
-def _in_background(work: Callable[[], Any]) -> Callable[[], Any]:
-    """Start `work` on a thread now; the function returned waits for its result."""
-    result: list[Any] = []
-    thread = threading.Thread(target=lambda: result.append(work()), name="regsweep-open-mlflow", daemon=True)
-    thread.start()
-
-    def wait() -> Any:
-        thread.join()
-        return result[0] if result else None
-
-    return wait
+    except BaseException:
+        with contextlib.suppress(BaseException):  # Ray's error is the one to report
+            prepared()
+        raise
+    prepared()
 
 
 def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: bool,
@@ -189,7 +193,8 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
 
     new_store = creates_store(sweep, state)
     # Importing MLflow and opening its store: 1.5 s on two cores, beside everything below.
-    client = _in_background(lambda: open_client(sweep, state)) if state.get("mlflow", True) else None
+    client = (_in_background(lambda: open_client(sweep, state), "regsweep-open-mlflow")
+              if state.get("mlflow", True) else None)
     pool = None
     if sweep.spec.resources.executor == "local":
         from regsweep._local import WorkerPool

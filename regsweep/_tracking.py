@@ -82,7 +82,7 @@ def start_tracking(sweep: Sweep, paths: Any, state: dict[str, Any],
     off."""
     if not state.get("mlflow", True):
         return None
-    # Set now, so the thread only replaces values: this thread writes the state file (a walk over it) meanwhile.
+    # Set now, so the follower's thread only replaces values while the caller writes the state file (a walk over it).
     state.setdefault("mlflow_parent_run_id", None)
     state.setdefault("mlflow_uri", None)
 

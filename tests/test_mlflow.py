@@ -132,7 +132,7 @@ def test_a_server_that_comes_up_after_the_start_gets_every_trial_and_no_trial_wa
     later = MlflowServer(tmp_path / "later")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", later.uri)
     spec = write_spec({
-        "name": "late", "trainable": "helpers.user_trainables:slow_epochs", "fixed": {"epochs": 6, "sleep": 1.0},
+        "name": "late", "trainable": "helpers.user_trainables:slow_epochs", "fixed": {"epochs": 10, "sleep": 1.0},
         "search_space": {"x": {"grid": [0.1, 0.2, 0.3, 0.4]}}, "resources": {"executor": "local"},
     })
     journal = tmp_path / "results" / "late" / "journal.jsonl"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from trainables.data._idx import DatasetError, read_idx, verify_md5, download
-from trainables.data._prepared import cached_arrays, digest, package_version
+from trainables.data._prepared import cached_arrays, digest
 
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -141,7 +141,7 @@ def load_dataset(name: str, data_dir: str | None = None) -> ImageDataset:
     """Load a dataset by name; cached per process so reused Ray actors load it once."""
     if name in _BUNDLED:
         build, packages = _BUNDLED[name]
-        arrays = cached_arrays("-".join([name, *(p + package_version(p) for p in packages)]), build)
+        arrays = cached_arrays(name, build, packages)
         return ImageDataset(name, num_classes=int(arrays["train_y"].max()) + 1, **arrays)
     if name in _IDX_SOURCES:
         return _idx_dataset(name, data_dir)
@@ -159,6 +159,5 @@ def split_train_val(labels: np.ndarray, val_fraction: float, seed: int) -> tuple
         )
         return {"train": np.sort(train_idx), "val": np.sort(val_idx)}
 
-    key = f"split-{digest(labels)}-{val_fraction!r}-{seed}-scikit-learn{package_version('scikit-learn')}"
-    split = cached_arrays(key, build)
+    split = cached_arrays(f"split-{digest(labels)}-{val_fraction!r}-{seed}", build)
     return split["train"], split["val"]

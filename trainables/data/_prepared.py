@@ -40,11 +40,14 @@ def prepared_dir() -> Path:
     return cache_dir() / "prepared"
 
 
-def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """The arrays `build()` returns, read from `key`'s file when an earlier call (any process) wrote it.
-    A file that cannot be read is rebuilt; a cache that cannot be written is skipped (the arrays are still
-    returned), and a file appears whole or not at all, so processes may race on it."""
-    path = prepared_dir() / f"{key}.v{_FORMAT}.npz"
+def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray]],
+                  packages: tuple[str, ...] = ("scikit-learn",)) -> dict[str, np.ndarray]:
+    """The arrays `build()` returns, read from the file of `key` and the installed versions of `packages` (what
+    `build` depends on) when an earlier call (any process) wrote it. A file that cannot be read is rebuilt; a
+    cache that cannot be written is skipped (the arrays are still returned), and a file appears whole or not at
+    all, so processes may race on it."""
+    versions = "".join(f"-{name}{package_version(name)}" for name in packages)
+    path = prepared_dir() / f"{key}{versions}.v{_FORMAT}.npz"
     try:
         with np.load(path, allow_pickle=False) as stored:
             return {name: stored[name] for name in stored.files}

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from trainables.data._idx import DatasetError
-from trainables.data._prepared import cached_arrays, package_version
+from trainables.data._prepared import cached_arrays
 
 DIABETES_FEATURES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
 
@@ -76,7 +76,7 @@ def load_table(dataset: str, features: tuple[str, ...] | None, target: str | Non
                group_by: tuple[str, ...] = ()) -> Table:
     """`diabetes` (offline, unscaled: age and sex stay integers) or `parquet:PATH`."""
     if dataset == "diabetes":
-        raw = cached_arrays(f"diabetes-scikit-learn{package_version('scikit-learn')}", _diabetes)
+        raw = cached_arrays("diabetes", _diabetes)
         columns = {name: raw["data"][:, i] for i, name in enumerate(DIABETES_FEATURES)}
         columns["target"] = raw["target"]
         return _from_columns("diabetes", columns, tuple(features or DIABETES_FEATURES), target or "target", group_by)
