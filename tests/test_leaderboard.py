@@ -121,11 +121,17 @@ def test_leaderboard_of_a_real_sweep_on_recorded_console(factorial):
     assert set(payload["factors"]) == {"dropout", "norm"} and len(payload["top"]) == 4
 
 
-def test_leaderboard_command_needs_no_ray(factorial):
+def test_leaderboard_and_list_commands_import_neither_ray_nor_torch(factorial):
+    """Reading results needs neither: Ray is the engine's, torch (about 1 s to import) the trainables'."""
     folder, _ = factorial
+    results = str(folder / "results")
     code = ("import sys; from regsweep.cli import main; "
-            f"rc = main(['leaderboard', 'factorial', '--results', {str(folder / 'results')!r}, '--format', 'json', "
-            "'--top', '2']); assert 'ray' not in sys.modules, 'leaderboard imported ray'; sys.exit(rc)")
+            f"rc = main(['leaderboard', 'factorial', '--results', {results!r}, '--format', 'json', '--top', '2']); "
+            f"rc = rc or main(['list', '--results', {results!r}]); "
+            "loaded = sorted({name.split('.')[0] for name in sys.modules} & {'ray', 'torch'}); "
+            "assert not loaded, f'imported {loaded}'; sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert len(json.loads(done.stdout)["top"]) == 2
+    board, end = json.JSONDecoder().raw_decode(done.stdout)
+    assert len(board["top"]) == 2
+    assert "factorial" in done.stdout[end:] and "finished" in done.stdout[end:]  # the list's line

@@ -6,20 +6,40 @@ A trainable is a plain function of a config dict that yields one flat metrics di
         print(metrics)
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from trainables._config import CNNConfig, ConvLSTMConfig, MLPConfig, ResMLPConfig, TrainConfig
-from trainables._problems import Problem, did_you_mean
-from trainables._registry import (
-    TRAINABLES,
-    ConfigError,
-    TrainableSpec,
-    cnn,
-    get_trainable,
-    convlstm,
-    mlp,
-    resmlp,
-)
+from trainables._problems import ConfigError, Problem, did_you_mean
 from trainables.data import DatasetError
-from trainables.loop import Trial
+
+# The registry, the models and the training loop import torch (about 1 s): they load on first use, so
+# the commands that only read results (list, leaderboard, report) never import it.
+_LAZY = {
+    "TRAINABLES": "trainables._registry",
+    "TrainableSpec": "trainables._registry",
+    "cnn": "trainables._registry",
+    "convlstm": "trainables._registry",
+    "get_trainable": "trainables._registry",
+    "mlp": "trainables._registry",
+    "resmlp": "trainables._registry",
+    "Trial": "trainables.loop",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'trainables' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "CNNConfig",

@@ -33,6 +33,14 @@ class Problem:
         return Problem(key, self.given, self.allowed, source, self.combination)
 
 
+class ConfigError(ValueError):
+    """A config with problems; `problems` lists each one."""
+
+    def __init__(self, problems: list[Problem]):
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
 class _Missing:
     def __repr__(self) -> str:
         return "nothing"

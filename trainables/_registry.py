@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator
 from pydantic import ValidationError
 
 from trainables._config import CNNConfig, ConvLSTMConfig, MLPConfig, ResMLPConfig, TrainConfig
-from trainables._problems import Problem, did_you_mean, problems_from_validation_error
+from trainables._problems import ConfigError, Problem, did_you_mean, problems_from_validation_error
 from trainables.loop import ForecastTrial, RegressionTrial, Trial
 from trainables.models import InvalidModelConfig, check_buildable
 
@@ -19,14 +19,6 @@ DATASET_SHAPES = {
     "fashion_mnist": ((1, 28, 28), 10),
     "mnist": ((1, 28, 28), 10),
 }
-
-
-class ConfigError(ValueError):
-    """A config with problems; `problems` lists each one."""
-
-    def __init__(self, problems: list[Problem]):
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = problems
 
 
 def image_shape_of(cfg: TrainConfig) -> tuple[tuple[int, ...], int]:
