@@ -2,6 +2,8 @@
 
 All three train the same model (same config, same seed) for the same epochs on the same data and
 validate once per epoch; the figure is samples per second of the whole epoch, side by side in one run.
+The two hand-written loops build the CNN in the journals' order (Conv -> Norm -> ReLU -> Dropout -> Pool);
+regsweep's runs ReLU and Dropout2d after the pool, the same function bit for bit (tests/test_models.py).
 
     python bench/epoch_throughput.py            # mnist_5k (28x28), 3 epochs
     python bench/epoch_throughput.py --quick    # digits, 2 epochs
@@ -27,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from trainables import CNNConfig, Trial
 from trainables.data import load_dataset, split_train_val
-from trainables.models import build_model
+from trainables.models import build_cnn
 
 
 def tensors(cfg: CNNConfig, device: str = "cpu"):
@@ -57,7 +59,7 @@ def minimal_epochs(cfg: CNNConfig, epochs: int) -> list[float]:
     """The shortest correct loop a person would write: permutation slices, Adam, a val pass."""
     train_x, train_y, val_x, val_y, data = tensors(cfg, cfg.device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, data.image_shape, data.num_classes).to(cfg.device)
+    model = build_cnn(cfg, data.image_shape, data.num_classes, textbook_order=True).to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     times = []
     for _ in range(epochs):
@@ -100,7 +102,7 @@ def dataloader_epochs(cfg: CNNConfig, epochs: int) -> list[float]:
     """The seed journals' loop: a torchvision-style dataset, DataLoader(shuffle=True), metrics per batch."""
     train_x, train_y, val_x, val_y, data = tensors(cfg)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, data.image_shape, data.num_classes).to(cfg.device)
+    model = build_cnn(cfg, data.image_shape, data.num_classes, textbook_order=True).to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     train_loader = DataLoader(TorchvisionStyleImages(train_x, train_y), batch_size=cfg.batch_size, shuffle=True)
     val_loader = DataLoader(TorchvisionStyleImages(val_x, val_y), batch_size=cfg.batch_size)

@@ -6,7 +6,7 @@ from torch import nn
 
 import trainables
 from trainables import CNNConfig, MLPConfig
-from trainables.models import InvalidModelConfig, build_model, check_buildable, count_parameters
+from trainables.models import InvalidModelConfig, build_cnn, build_model, check_buildable, count_parameters
 
 NORM_TYPES = {"batch": nn.BatchNorm2d, "instance": nn.InstanceNorm2d, "layer": nn.GroupNorm, "group": nn.GroupNorm}
 
@@ -37,12 +37,47 @@ def test_cnn_norm_kind_and_position(norm, position):
 
 
 @pytest.mark.parametrize("kind,cls", [("dropout", nn.Dropout), ("dropout2d", nn.Dropout2d)])
-def test_cnn_dropout_kind_placed_before_pool(kind, cls):
-    model = build_model(CNNConfig(dropout=0.3, dropout_kind=kind, norm="batch"), (1, 8, 8), 10)
-    types = layer_types(model)
-    first_block = types[: types.index(nn.MaxPool2d) + 1]
-    assert first_block == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, cls, nn.MaxPool2d]
+def test_cnn_dropout_kind_and_where_the_pool_runs(kind, cls):
+    cfg = CNNConfig(dropout=0.3, dropout_kind=kind, norm="batch")
+    textbook = layer_types(build_cnn(cfg, (1, 8, 8), 10, textbook_order=True))
+    assert textbook[:5] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, cls, nn.MaxPool2d]
+    model = build_model(cfg, (1, 8, 8), 10)
+    # ReLU and Dropout2d commute with max pooling and run after it; element-wise dropout does not.
+    expected = ([nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ReLU, cls] if kind == "dropout2d"
+                else [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, cls, nn.MaxPool2d])
+    assert layer_types(model)[:5] == expected
     assert [m.p for m in model.modules() if isinstance(m, cls)] == [0.3, 0.3]
+
+
+@pytest.mark.parametrize("norm,position", [("none", "before_act"), ("batch", "before_act"), ("batch", "after_act"),
+                                           ("group", "before_act"), ("instance", "after_act")])
+@pytest.mark.parametrize("kind,dropout", [("dropout2d", 0.4), ("dropout", 0.4), ("dropout2d", 0.0)])
+@pytest.mark.parametrize("pool_every,size", [(1, 9), (2, 8)])
+def test_pooling_early_is_the_textbook_function_bit_for_bit(norm, position, kind, dropout, pool_every, size):
+    cfg = CNNConfig(norm=norm, norm_position=position, norm_groups=4, dropout=dropout, dropout_kind=kind,
+                    layers=2, filters=8, fc_units=[16], pool_every=pool_every)
+    shape = (1, size, size)
+    torch.manual_seed(3)
+    fast = build_cnn(cfg, shape, 10)
+    torch.manual_seed(3)
+    textbook = build_cnn(cfg, shape, 10, textbook_order=True)
+    order = [type(m) for m in textbook]
+    movable = any(order[i + 1] is nn.MaxPool2d and order[i] in (nn.ReLU, nn.Dropout2d) for i in range(len(order) - 1))
+    assert ([type(m) for m in fast] != order) == movable
+    assert fast.state_dict().keys() == textbook.state_dict().keys()  # checkpoints load either way
+    x = torch.randn(6, *shape)
+    for train in (True, False):
+        outputs, grads = [], []
+        for model in (fast, textbook):
+            model.train(train)
+            model.zero_grad()
+            torch.manual_seed(11)  # the same dropout draws for both
+            out = model(x)
+            out.square().sum().backward()
+            outputs.append(out)
+            grads.append([p.grad.clone() for p in model.parameters()])
+        assert torch.equal(outputs[0], outputs[1])
+        assert all(torch.equal(a, b) for a, b in zip(*grads))
 
 
 def test_pooling_below_one_pixel_is_a_clear_error():

@@ -1,4 +1,8 @@
-"""The configurable CNN of the seed journals: Conv -> Norm -> ReLU -> Dropout -> Pool blocks."""
+"""The configurable CNN of the seed journals: Conv -> Norm -> ReLU -> Dropout -> Pool blocks.
+
+Max pooling commutes with ReLU and with Dropout2d (one non-negative factor per channel), so where one of them
+comes right before a pool it runs after it, on a quarter of the values: the same function bit for bit, outputs
+and gradients, with the same random draws (tests/test_models.py), in 0.5-0.6x the time for those layers."""
 
 from __future__ import annotations
 
@@ -39,11 +43,22 @@ def block_widths(cfg: CNNConfig) -> list[int]:
     return [max(1, round(cfg.filters * cfg.width_growth**i)) for i in range(cfg.layers)]
 
 
-def build_cnn(cfg: CNNConfig, image_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
-    """Build the CNN; raise InvalidModelConfig when pooling would shrink the image below 1x1."""
+def _pool_early(block: list[nn.Module]) -> list[nn.Module]:
+    """The block with the ReLU and Dropout2d layers right before its pool moved after it, in their order."""
+    start = len(block) - 1
+    while start > 0 and type(block[start - 1]) in (nn.ReLU, nn.Dropout2d):
+        start -= 1
+    return block[:start] + [block[-1]] + block[start:-1]
+
+
+def build_cnn(cfg: CNNConfig, image_shape: tuple[int, int, int], num_classes: int,
+              textbook_order: bool = False) -> nn.Sequential:
+    """Build the CNN; raise InvalidModelConfig when pooling would shrink the image below 1x1.
+    `textbook_order` keeps every pool last in its block, as the journals write it (the same function)."""
     channels, height, width = image_shape
     layers: list[nn.Module] = []
     for index, out_channels in enumerate(block_widths(cfg)):
+        block_start = len(layers)
         layers.append(nn.Conv2d(channels, out_channels, cfg.kernel_size, padding=cfg.kernel_size // 2))
         norm = _norm2d(cfg.norm, out_channels, cfg.norm_groups)
         if norm is not None and cfg.norm_position == "before_act":
@@ -63,6 +78,8 @@ def build_cnn(cfg: CNNConfig, image_shape: tuple[int, int, int], num_classes: in
                 )
             layers.append(nn.MaxPool2d(2))
             height, width = height // 2, width // 2
+            if not textbook_order:
+                layers[block_start:] = _pool_early(layers[block_start:])
         channels = out_channels
     layers.append(nn.Flatten())
     features = channels * height * width
