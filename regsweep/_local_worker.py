@@ -24,7 +24,7 @@ PENDING_KEY = "_checkpoint"  # in an epoch's message: the checkpoint to commit o
 # Imported once by the fork server; every worker starts with them loaded.
 # Not scikit-learn: the datasets it prepares are read from the data cache (trainables.data), and only a
 # cold cache makes a worker import it.
-PRELOAD = ["torch", "torch._dynamo", "trainables", "regsweep._local_worker", "regsweep._ahead"]
+PRELOAD = ["torch", "torch._dynamo", "trainables._registry", "regsweep._local_worker", "regsweep._ahead"]
 
 
 def start_fork_server() -> Any:
