@@ -20,8 +20,8 @@ from typing import Any
 from regsweep._ahead import CHECKPOINT_FILE
 from regsweep._local_slots import check_fits
 from regsweep._local_worker import CHECKPOINT_FOLDER, PENDING_KEY, serve, start_fork_server
-from regsweep._record import FINAL_STATUSES, TrialRecorder, trial_name
-from regsweep._results import ended_trials, read_journal
+from regsweep._record import FINAL_STATUSES, STATUS_OF_STOP, TrialRecorder, trial_name
+from regsweep._results import journaled_trials
 from regsweep._space import OptunaDefineByRun, decode_point
 from regsweep._validate import Sweep
 from trainables import DatasetError
@@ -146,44 +146,42 @@ class _Stage:
     def _unfinished(self, journal: Any) -> list[tuple[Any, set[int]]]:
         """After a killed driver (`journal` given): trials it left running whose end is journaled are told to the
         study; the others run again as the same Optuna trial (so ASHA keeps the epochs they reported and the
-        rungs they passed) under their own id (so they resume from their checkpoint). Trials ASHA pruned, which
-        the study is told before the journal, get their journaled end if the kill came between the two."""
+        rungs they passed) under their own id (so they resume from their checkpoint). A trial whose end the kill
+        kept from the journal gets it now, if the study knows it ended (ASHA's pruning is told before the
+        journal) or its last journaled epoch was its last (the worker ends a trial after journaling that one)."""
         import optuna
         from optuna.trial import TrialState
 
         if journal is None:
             return []
-        ended = ended_trials(journal, self.stage)
-        reruns, pruned = [], []
+        ends, last = journaled_trials(journal, self.stage)
+        reruns = []
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.PRUNED)):
             key = frozen.user_attrs.get(_KEY_ATTR)
-            values = list(frozen.intermediate_values.values())
-            if frozen.state == TrialState.PRUNED:
-                if key is not None and key not in ended:
-                    pruned.append((frozen, key))
-            elif key in ended and values and math.isfinite(values[-1]):
-                self.study.tell(frozen.number, values[-1])
-            elif key is None or key in ended:
+            final = last.get(key, {})
+            if key is not None and key not in ends and frozen.state == TrialState.PRUNED:
+                self._end(frozen, key, final, "stopped_early",
+                          f"asha@{max(frozen.intermediate_values, default=final.get('epoch', 0))}")
+            elif frozen.state == TrialState.PRUNED:
+                continue
+            elif key is not None and key not in ends and final.get("stopped_by") in STATUS_OF_STOP:
+                status = STATUS_OF_STOP[final["stopped_by"]]
+                self._end(frozen, key, final, status, final["stopped_by"])
+                self._tell(frozen.number, status, final["stopped_by"], final)
+            elif key in ends:
+                end = ends[key]
+                self._tell(frozen.number, end.get("status", "error"), str(end.get("stopped_by")), final)
+            elif key is None:  # killed between the study's ask and naming the trial: it never ran
                 self.study.tell(frozen.number, state=TrialState.FAIL)
             else:
                 # Optuna's own constructor for a trial already in the study (ask() only makes new ones).
                 reruns.append((optuna.trial.Trial(self.study, frozen._trial_id), set(frozen.intermediate_values)))
-        if pruned:
-            self._journal_pruned(journal, pruned)
         return reruns
 
-    def _journal_pruned(self, journal: Any, pruned: list[tuple[Any, str]]) -> None:
-        """The ends of trials ASHA pruned at their last reported step, each from its last journaled epoch."""
-        last: dict[str, dict[str, Any]] = {}
-        for record in read_journal(journal):
-            if record.get("kind") == "epoch" and record.get("stage") == self.stage:
-                known = last.get(record.get("trial_id"), {})
-                if (record.get("epoch") or 0) >= (known.get("epoch") or 0):
-                    last[record.get("trial_id")] = record
-        for frozen, key in pruned:
-            final, params = last.get(key, {}), self._params(frozen, key)
-            self.recorder.end(key, params, trial_name(params), final, "stopped_early",
-                              f"asha@{max(frozen.intermediate_values, default=final.get('epoch', 0))}")
+    def _end(self, trial: Any, key: str, final: dict[str, Any], status: str, stopped_by: str) -> None:
+        """Journal the end a killed driver did not write, from the trial's last journaled epoch."""
+        params = self._params(trial, key)
+        self.recorder.end(key, params, trial_name(params), final, status, stopped_by)
 
     def _params(self, trial: Any, key: str) -> dict[str, Any]:
         """A trial's parameters: its listed point, or what TPE sampled (with the space's constants)."""
@@ -294,20 +292,23 @@ class _Stage:
         return "time_budget" if self._over_budget() else None
 
     def _finish(self, slot: _Slot, status: str, stopped_by: str, error: str | None = None) -> None:
-        from optuna.trial import TrialState
-
         running, slot.running = slot.running, None
         self.recorder.end(running.key, running.params, trial_name(running.params), running.last, status,
                           stopped_by, error)
-        if running.told:
-            return
-        value = running.last.get(self.sweep.spec.metric)
+        if not running.told:
+            self._tell(running.trial, status, stopped_by, running.last)
+
+    def _tell(self, trial: Any, status: str, stopped_by: str, final: dict[str, Any]) -> None:
+        """Tell the study how a trial ended; `final` is its last epoch's metrics."""
+        from optuna.trial import TrialState
+
+        value = final.get(self.sweep.spec.metric)
         if status == "error" or not isinstance(value, (int, float)) or not math.isfinite(value):
-            self.study.tell(running.trial, state=TrialState.FAIL)
+            self.study.tell(trial, state=TrialState.FAIL)
         elif stopped_by.startswith("asha@") or stopped_by == "time_budget":
-            self.study.tell(running.trial, state=TrialState.PRUNED)
+            self.study.tell(trial, state=TrialState.PRUNED)
         else:
-            self.study.tell(running.trial, float(value))
+            self.study.tell(trial, float(value))
 
     def _failed(self, slot: _Slot, message: str, details: str) -> None:
         """Retry from the last checkpoint while `max_failures` allows; then record the error."""

@@ -17,6 +17,9 @@ from regsweep._space import config_id, decode_point
 _LISTENERS: list[Callable[[dict[str, Any]], None]] = []
 # How a trial that reported its own end ended (the trainables' `status`); anything else is the executor's doing.
 FINAL_STATUSES = ("completed", "stopped_early", "diverged")
+# The same end as a journaled epoch tells it: the trainable's `stopped_by` (its `status` is not journaled with
+# epochs, where the results table's `status` column is the trial's end).
+STATUS_OF_STOP = {"completed": "completed", "patience": "stopped_early", "diverged": "diverged"}
 # Keys of a trial's config that are the engine's, not the trainable's.
 _RESERVED = {"config_id", "point"}
 # What an executor adds to a result that is not a metric of the trial.

@@ -70,7 +70,22 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
 def ended_trials(path: Path, stage: str) -> frozenset[str]:
     """Trials of a stage whose end is in the journal: on resume they are done, whatever Tune's last
     snapshot (taken every few seconds) says about them."""
-    return frozenset(r["trial_id"] for r in read_journal(path) if r.get("kind") == "end" and r.get("stage") == stage)
+    return frozenset(journaled_trials(path, stage)[0])
+
+
+def journaled_trials(path: Path, stage: str) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """A stage's journaled ends by trial, and each trial's last journaled epoch (the record the table keeps)."""
+    ends: dict[str, dict[str, Any]] = {}
+    last: dict[str, dict[str, Any]] = {}
+    for record in read_journal(path):
+        if record.get("stage") != stage:
+            continue
+        trial = record.get("trial_id")
+        if record.get("kind") == "end":
+            ends[trial] = record
+        elif record.get("kind") == "epoch" and (record.get("epoch") or 0) >= (last.get(trial, {}).get("epoch") or 0):
+            last[trial] = record
+    return ends, last
 
 
 def _encode_nested(frame: pd.DataFrame) -> pd.DataFrame:

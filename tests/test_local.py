@@ -8,7 +8,7 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from regsweep._results import read_journal
+from regsweep._results import SUMMARY_KEYS, read_journal
 from regsweep._spec import SpecError
 from regsweep._sweep import start_sweep
 from regsweep._validate import load_sweep
@@ -285,6 +285,55 @@ def test_a_trial_asha_pruned_is_journaled_as_pruned_when_the_driver_died_before_
     log = str(results / "prunekill" / "optuna-search.log")
     study = optuna.load_study(study_name="search", storage=JournalStorage(JournalFileBackend(log)))
     assert len(study.trials) == 12 and {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
+
+
+def test_a_trial_whose_last_epoch_was_journaled_but_not_its_end_is_ended_from_the_journal(tmp_path, write_spec):
+    """A kill after the journal has a trial's last epoch and before its end (and the study's tell) must not run it
+    again: its end comes from that epoch, and the study gets its final value."""
+    import optuna
+    from helpers.interrupt import kill_mid_sweep
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from regsweep._results import read_results
+
+    spec = write_spec({
+        "name": "endkill", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 4, "hidden": [32]},
+        "search_space": {"lr": {"loguniform": [1e-3, 1e-1]}}, "search": {"algorithm": "optuna", "num_samples": 8},
+        "resources": {"executor": "local", "checkpoint_every_s": 0},
+    })
+    results = tmp_path / "results"
+    journal = results / "endkill" / "journal.jsonl"
+
+    def completed(records):
+        return [r for r in records if r.get("kind") == "end" and r.get("status") == "completed"]
+
+    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--no-mlflow"]
+    before_kill = kill_mid_sweep(command, journal, tmp_path, dict(os.environ), until=completed)
+    victim = completed(before_kill)[0]["trial_id"]
+    last_epoch = [r for r in before_kill if r.get("kind") == "epoch" and r["trial_id"] == victim][-1]
+    assert last_epoch["epoch"] == 4 and last_epoch["stopped_by"] == "completed"
+    # The state a kill right after the last epoch's journal line leaves: neither the end nor the study's tell.
+    lines = journal.read_text().splitlines(keepends=True)
+    journal.write_text("".join(line for line in lines if not (
+        '"kind": "end"' in line and json.loads(line)["trial_id"] == victim)))
+    log = results / "endkill" / "optuna-search.log"
+    ops = [json.loads(line) for line in log.read_text().splitlines()]
+    number = next(op["trial_id"] for op in ops if op.get("user_attr", {}).get("regsweep_trial") == victim)
+    log.write_text("".join(json.dumps(op) + "\n" for op in ops if not (op["op_code"] == 6 and op["trial_id"] == number)))
+
+    resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", "endkill", "--results", str(results)],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    frame = read_results(str(results / "endkill"))
+    rows = frame[frame["trial_id"] == victim]
+    assert sorted(rows["epoch"]) == [1, 2, 3, 4]  # not trained again
+    ends = [r for r in read_journal(journal) if r.get("kind") == "end" and r["trial_id"] == victim]
+    assert len(ends) == 1 and ends[0]["status"] == "completed" and ends[0]["stopped_by"] == "completed"
+    summary = {key: last_epoch[key] for key in SUMMARY_KEYS if key in last_epoch}
+    assert "best_val_acc" in summary and {key: ends[0].get(key) for key in summary} == summary
+    study = optuna.load_study(study_name="search", storage=JournalStorage(JournalFileBackend(str(log))))
+    assert len(study.trials) == 8 and {t.state.name for t in study.trials} == {"COMPLETE"}
+    assert study.trials[number].value == last_epoch["val_acc"]
 
 
 def test_a_trainable_may_start_processes_of_its_own(tmp_path, write_spec):

@@ -2,7 +2,7 @@
 
 Max pooling commutes with ReLU and with Dropout2d (one non-negative factor per channel), so where one of them
 comes right before a pool it runs after it, on a quarter of the values: the same function bit for bit, outputs
-and gradients, with the same random draws (tests/test_models.py), in 0.5-0.6x the time for those layers."""
+and gradients, with the same random draws (tests/test_models.py); a 28x28 epoch takes 0.77x the time."""
 
 from __future__ import annotations
 
