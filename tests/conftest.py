@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -12,6 +14,9 @@ os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_MLRUNS}/mlflow.db"
 
 # The bundled datasets' prepared arrays (derived from packaged data only) are shared by the session's tests.
 _SESSION_PREPARED = tempfile.mkdtemp(prefix="regsweep-tests-prepared-")
+# Removed when the session ends (the prepared arrays are 16 MB): nothing of the tests stays in /tmp.
+for _folder in (_SESSION_MLRUNS, _SESSION_PREPARED):
+    atexit.register(shutil.rmtree, _folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
