@@ -319,7 +319,8 @@ def test_a_trial_whose_last_epoch_was_journaled_but_not_its_end_is_ended_from_th
     log = results / "endkill" / "optuna-search.log"
     ops = [json.loads(line) for line in log.read_text().splitlines()]
     number = next(op["trial_id"] for op in ops if op.get("user_attr", {}).get("regsweep_trial") == victim)
-    log.write_text("".join(json.dumps(op) + "\n" for op in ops if not (op["op_code"] == 6 and op["trial_id"] == number)))
+    told = [op for op in ops if op["op_code"] == 6 and op["trial_id"] == number]
+    log.write_text("".join(json.dumps(op) + "\n" for op in ops if op not in told))
 
     resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", "endkill", "--results", str(results)],
                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
