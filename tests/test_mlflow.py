@@ -1,7 +1,9 @@
 """MLflow tracking against a real `mlflow server` on loopback and the embedded sqlite default."""
 
+import sqlite3
 import threading
 import time
+from contextlib import closing
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -89,6 +91,10 @@ def test_embedded_sqlite_default(ray_local, tmp_path, write_spec, monkeypatch):
     best = [c for c in children if c.data.tags.get("regsweep.best") == "true"][0]
     assert (tmp_path / "mlruns" / "artifacts").is_dir()
     assert [a.path for a in client.list_artifacts(best.info.run_id, "model")] == ["model/best_model.pt"]
+    # Write-ahead logging (kept in the file): commits wait for no fsync of the database, and readers such as
+    # `mlflow ui` are not locked out while a sweep writes.
+    with closing(sqlite3.connect(tmp_path / "mlruns" / "mlflow.db")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_outage_mid_sweep_loses_nothing(ray_local, tmp_path, write_spec, server, monkeypatch):
