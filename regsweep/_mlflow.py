@@ -45,6 +45,11 @@ def resolve_tracking_uri(spec_uri: str | None) -> str:
     return f"sqlite:///{folder / 'mlflow.db'}"
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///PATH` tracking URI; None for any other store."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
 @dataclass
 class TrialLog:
     """Everything MLflow needs about one trial, built from the journal or the Parquet table."""
@@ -139,8 +144,9 @@ class MlflowSync:
                 self.experiment_id = found.experiment_id
             else:
                 location = None
-                if self.uri.startswith("sqlite:///"):
-                    location = str((Path(self.uri[len("sqlite:///"):]).parent / "artifacts").absolute())
+                database = sqlite_file(self.uri)
+                if database is not None:
+                    location = str((database.parent / "artifacts").absolute())
                 self.experiment_id = self.client.create_experiment(self.experiment_name, artifact_location=location)
         return self.experiment_id
 

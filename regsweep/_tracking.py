@@ -14,7 +14,7 @@ import pandas as pd
 from regsweep._ahead import CHECKPOINT_FILE
 from regsweep._aggregate import best_trial, param_columns, config_params, sweep_summary
 from regsweep._follower import JournalFollower
-from regsweep._mlflow import MlflowSync, resolve_tracking_uri, trials_from_frame, warn
+from regsweep._mlflow import MlflowSync, resolve_tracking_uri, sqlite_file, trials_from_frame, warn
 from regsweep._validate import Sweep
 
 BEST_MODEL_FILE = "best_model.pt"
@@ -70,7 +70,8 @@ def creates_store(sweep: Sweep, state: dict[str, Any]) -> bool:
     """True when tracking will create its sqlite database: MLflow then builds the schema (its migrations),
     which a process killed midway leaves broken, so that opening is not left to run beside the trials."""
     uri = resolve_tracking_uri(sweep.spec.tracking_uri) if state.get("mlflow", True) else ""
-    return uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()
+    database = sqlite_file(uri)
+    return database is not None and not database.exists()
 
 
 def start_tracking(sweep: Sweep, paths: Any, state: dict[str, Any],
