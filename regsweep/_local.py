@@ -140,6 +140,7 @@ class _Stage:
         self.study = optuna.create_study(storage=storage, study_name=stage, sampler=sampler, pruner=pruner,
                                          direction="maximize" if spec.mode == "max" else "minimize",
                                          load_if_exists=True)
+        self.unnamed: list[Any] = []  # trials a killed driver asked for and had not named: the next new ones
         self.reruns = self._unfinished(paths.journal if restore else None)
         self.next_new = len({t.user_attrs[_KEY_ATTR] for t in self.study.trials if _KEY_ATTR in t.user_attrs})
 
@@ -148,7 +149,8 @@ class _Stage:
         study; the others run again as the same Optuna trial (so ASHA keeps the epochs they reported and the
         rungs they passed) under their own id (so they resume from their checkpoint). A trial whose end the kill
         kept from the journal gets it now, if the study knows it ended (ASHA's pruning is told before the
-        journal) or its last journaled epoch was its last (the worker ends a trial after journaling that one)."""
+        journal) or its last journaled epoch was its last (the worker ends a trial after journaling that one).
+        A trial asked for but not yet named when the driver died never ran: it becomes the next new trial."""
         import optuna
         from optuna.trial import TrialState
 
@@ -172,7 +174,7 @@ class _Stage:
                 end = ends[key]
                 self._tell(frozen.number, end.get("status", "error"), str(end.get("stopped_by")), final)
             elif key is None:  # killed between the study's ask and naming the trial: it never ran
-                self.study.tell(frozen.number, state=TrialState.FAIL)
+                self.unnamed.append(optuna.trial.Trial(self.study, frozen._trial_id))
             else:
                 # Optuna's own constructor for a trial already in the study (ask() only makes new ones).
                 reruns.append((optuna.trial.Trial(self.study, frozen._trial_id), set(frozen.intermediate_values)))
@@ -196,6 +198,7 @@ class _Stage:
                 self._fill()
                 busy = [slot for slot in self.pool.slots if slot.running is not None]
                 if not busy:
+                    self._drop_unnamed()
                     return
                 ready = set(wait([slot.conn for slot in busy] + [slot.process.sentinel for slot in busy]))
                 for slot in busy:
@@ -203,6 +206,14 @@ class _Stage:
                         self._receive(slot)
         finally:
             self.recorder.close()
+
+    def _drop_unnamed(self) -> None:
+        """Trials asked for before a kill that no new trial took (the time budget ran out first): they never ran."""
+        from optuna.trial import TrialState
+
+        for trial in self.unnamed:
+            self.study.tell(trial, state=TrialState.FAIL)
+        self.unnamed.clear()
 
     def _over_budget(self) -> bool:
         return self.budget_ends is not None and time.monotonic() >= self.budget_ends
@@ -219,7 +230,7 @@ class _Stage:
             trial, reported = self.reruns.pop(0)
             key = trial.user_attrs[_KEY_ATTR]
         else:
-            trial = self.study.ask()
+            trial = self.unnamed.pop(0) if self.unnamed else self.study.ask()
             key = f"{self.stage}_{self.next_new:05d}"
             trial.set_user_attr(_KEY_ATTR, key)
             self.next_new += 1

@@ -337,6 +337,36 @@ def test_a_trial_whose_last_epoch_was_journaled_but_not_its_end_is_ended_from_th
     assert study.trials[number].value == last_epoch["val_acc"]
 
 
+def test_a_trial_asked_for_but_not_named_when_the_driver_died_becomes_the_next_new_trial(tmp_path, write_spec):
+    """A kill between the study's ask and naming the trial leaves a RUNNING trial that never ran: the resume runs
+    it as its next new trial, so the study holds num_samples trials and no FAIL."""
+    import optuna
+    from helpers.interrupt import kill_mid_sweep
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    spec = write_spec({
+        "name": "askkill", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 3, "hidden": [32]},
+        "search_space": {"lr": {"loguniform": [1e-3, 1e-1]}}, "search": {"algorithm": "optuna", "num_samples": 6},
+        "resources": {"executor": "local", "checkpoint_every_s": 0},
+    })
+    results = tmp_path / "results"
+    journal = results / "askkill" / "journal.jsonl"
+    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--no-mlflow"]
+    kill_mid_sweep(command, journal, tmp_path, dict(os.environ),
+                   until=lambda records: any(r.get("kind") == "end" for r in records))
+    storage = JournalStorage(JournalFileBackend(str(results / "askkill" / "optuna-search.log")))
+    asked = optuna.load_study(study_name="search", storage=storage).ask()  # the state such a kill leaves
+
+    resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", "askkill", "--results", str(results)],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    study = optuna.load_study(study_name="search", storage=storage)
+    assert len(study.trials) == 6 and {t.state.name for t in study.trials} == {"COMPLETE"}
+    assert "regsweep_trial" in study.trials[asked.number].user_attrs
+    ends = [r for r in read_journal(journal) if r.get("kind") == "end"]
+    assert sorted(r["trial_id"] for r in ends) == [f"search_{i:05d}" for i in range(6)]
+
+
 def test_a_trainable_may_start_processes_of_its_own(tmp_path, write_spec):
     spec = write_spec({
         "name": "localdl", "trainable": "helpers.user_trainables:loads_with_dataloader_workers",
