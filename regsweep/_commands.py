@@ -163,13 +163,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Read the Parquet results alone (no Ray) and print the leaderboard."""
     from regsweep._results import read_results
-    from regsweep._sweep import STATE_FILE, SweepStateError, read_state
+    from regsweep._state import SweepStateError, read_sweep_state
 
-    state_path = Path(args.results) / args.name / STATE_FILE
-    if not state_path.exists():
-        known = sorted(p.parent.name for p in Path(args.results).glob(f"*/{STATE_FILE}"))
-        raise SweepStateError(f"no sweep called {args.name!r} in {args.results}/; known: {', '.join(known) or 'none'}")
-    state = read_state(state_path)
+    state = read_sweep_state(args.name, args.results)
     frame = read_results(state["storage"])
     metric = args.metric or state.get("metric", "val_acc")
     mode = args.mode or state.get("mode", "max")
@@ -196,7 +192,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from regsweep._sweep import list_sweeps
+    from regsweep._state import list_sweeps
 
     rows = list_sweeps(args.results)
     if not rows:

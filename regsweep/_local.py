@@ -18,13 +18,11 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from regsweep._ahead import CHECKPOINT_FILE
-from regsweep._local_slots import check_fits
-from regsweep._local_worker import CHECKPOINT_FOLDER, PENDING_KEY, serve, start_fork_server
+from regsweep._local_slots import WorkerPool, Slot
+from regsweep._local_worker import CHECKPOINT_FOLDER, PENDING_KEY
 from regsweep._record import FINAL_STATUSES, STATUS_OF_STOP, TrialRecorder, trial_name
 from regsweep._results import journaled_trials
 from regsweep._space import OptunaDefineByRun, decode_point
-from regsweep._validate import Sweep
-from trainables import DatasetError
 
 _KEY_ATTR = "regsweep_trial"
 
@@ -41,79 +39,9 @@ class _Running:
     told: bool = False  # the study knows how it ended (ASHA pruned it)
 
 
-@dataclass
-class _Slot:
-    devices: str
-    process: Any = None
-    conn: Any = None
-    running: _Running | None = None
-
-
-class WorkerPool:
-    """The worker processes of one sweep, reused by its stages."""
-
-    def __init__(self, sweep: Sweep, storage: str):
-        self.slots = [_Slot(devices) for devices in check_fits(sweep, storage)]
-        self.sweep, self.storage = sweep, storage
-        self._context = start_fork_server()  # a no-op when the CLI started it already
-
-    def _start(self, slot: _Slot) -> None:
-        ours, theirs = self._context.Pipe()
-        # Not a daemon: a trainable may start processes of its own (DataLoader workers). close() ends it.
-        slot.process = self._context.Process(target=serve, args=(theirs, slot.devices, dict(os.environ)),
-                                             daemon=False, name="regsweep-worker")
-        slot.process.start()
-        theirs.close()
-        slot.conn = ours
-
-    def check_data(self, config: dict[str, Any] | None) -> None:
-        """Build the trial of `config` in the first worker (the data check of preflight_data, which also leaves
-        the data loaded there); its DatasetError is raised here, as one clear error before anything is written.
-        Closes the pool on any error."""
-        slot = self.slots[0]
-        try:
-            if config is not None:
-                self._start(slot)  # waits until the fork server has imported torch
-                slot.conn.send({"preflight": True, "trainable": self.sweep.spec.trainable, "config": config,
-                                "threads": self.sweep.threads})
-                self._preflight_answer(slot)
-        except BaseException:
-            self.close()
-            raise
-
-    def _preflight_answer(self, slot: _Slot) -> None:
-        try:
-            kind, body = slot.conn.recv()
-        except (EOFError, OSError):
-            slot.process.join(timeout=5)
-            raise RuntimeError(f"the local executor's worker ended (exit code {slot.process.exitcode}) before it could "
-                               "check the data; a script of yours that starts sweeps must guard its entry point with "
-                               "`if __name__ == '__main__':`, as any multiprocessing program") from None
-        if kind == "error":
-            if body["type"] == "DatasetError":
-                raise DatasetError(body["text"])
-            raise RuntimeError(f"checking the sweep's data failed in a worker:\n{body['traceback']}")
-
-    def close(self) -> None:
-        """Stop every worker (a trial still running is abandoned, as on Ctrl-C)."""
-        for slot in self.slots:
-            if slot.process is None:
-                continue
-            if slot.running is None:
-                try:
-                    slot.conn.send(None)
-                except OSError:
-                    pass
-                slot.process.join(timeout=2)
-            if slot.process.is_alive():
-                slot.process.terminate()
-                slot.process.join(timeout=5)
-            slot.conn.close()
-            slot.process = slot.conn = slot.running = None
-
-    def run_stage(self, paths: Any, stage: str, points: list[dict[str, Any]] | None, restore: bool) -> None:
-        """Run one stage to its end: `points` (grid, random, confirm) or Optuna's TPE."""
-        _Stage(self, paths, stage, points, restore).run()
+def run_stage(pool: WorkerPool, paths: Any, stage: str, points: list[dict[str, Any]] | None, restore: bool) -> None:
+    """Run one stage to its end in `pool`'s workers: `points` (grid, random, confirm) or Optuna's TPE."""
+    _Stage(pool, paths, stage, points, restore).run()
 
 
 class _Stage:
@@ -242,12 +170,12 @@ class _Stage:
                 "stoppable": self.asha or self.budget_ends is not None}
         return _Running(key, params, task, trial, reported)
 
-    def _send_task(self, slot: _Slot) -> None:
+    def _send_task(self, slot: Slot) -> None:
         if slot.process is None or not slot.process.is_alive():
-            self.pool._start(slot)
+            self.pool.start(slot)
         _send(slot, slot.running.task)
 
-    def _receive(self, slot: _Slot) -> None:
+    def _receive(self, slot: Slot) -> None:
         try:
             if not slot.conn.poll():
                 raise EOFError
@@ -302,7 +230,7 @@ class _Stage:
             return f"asha@{epoch}"
         return "time_budget" if self._over_budget() else None
 
-    def _finish(self, slot: _Slot, status: str, stopped_by: str, error: str | None = None) -> None:
+    def _finish(self, slot: Slot, status: str, stopped_by: str, error: str | None = None) -> None:
         running, slot.running = slot.running, None
         self.recorder.end(running.key, running.params, trial_name(running.params), running.last, status,
                           stopped_by, error)
@@ -321,7 +249,7 @@ class _Stage:
         else:
             self.study.tell(trial, float(value))
 
-    def _failed(self, slot: _Slot, message: str, details: str) -> None:
+    def _failed(self, slot: Slot, message: str, details: str) -> None:
         """Retry from the last checkpoint while `max_failures` allows; then record the error."""
         running = slot.running
         if running.failures < self.sweep.spec.resources.max_failures:
@@ -335,7 +263,7 @@ class _Stage:
         self._finish(slot, "error", "error", message)
 
 
-def _send(slot: _Slot, message: Any) -> None:
+def _send(slot: Slot, message: Any) -> None:
     """A worker that died meanwhile is found by its sentinel on the next wait, not here."""
     try:
         slot.conn.send(message)

@@ -1,13 +1,17 @@
-"""Trial slots of the local executor: how many trials fit this machine at once, and which GPUs each sees."""
+"""Trial slots of the local executor: how many trials fit this machine at once, which GPUs each sees, and
+the pool of worker processes, one per slot."""
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
+from typing import Any
 
+from regsweep._local_worker import serve, start_fork_server
 from regsweep._spec import SpecError
 from regsweep._validate import Sweep
-from trainables import Problem
+from trainables import DatasetError, Problem
 
 
 def slot_devices(sweep: Sweep) -> list[str]:
@@ -55,3 +59,76 @@ def check_fits(sweep: Sweep, storage: str) -> list[str]:
     if problems:
         raise SpecError(problems)
     return slots
+
+
+@dataclass
+class Slot:
+    """One trial at a time: its worker process, the pipe to it, and the GPUs it sees."""
+
+    devices: str
+    process: Any = None
+    conn: Any = None
+    running: Any = None  # the trial it runs now (a _local._Running), or None
+
+
+class WorkerPool:
+    """The worker processes of one sweep, reused by its stages."""
+
+    def __init__(self, sweep: Sweep, storage: str):
+        self.slots = [Slot(devices) for devices in check_fits(sweep, storage)]
+        self.sweep, self.storage = sweep, storage
+        self._context = start_fork_server()  # a no-op when the CLI started it already
+
+    def start(self, slot: Slot) -> None:
+        ours, theirs = self._context.Pipe()
+        # Not a daemon: a trainable may start processes of its own (DataLoader workers). close() ends it.
+        slot.process = self._context.Process(target=serve, args=(theirs, slot.devices, dict(os.environ)),
+                                             daemon=False, name="regsweep-worker")
+        slot.process.start()
+        theirs.close()
+        slot.conn = ours
+
+    def check_data(self, config: dict[str, Any] | None) -> None:
+        """Build the trial of `config` in the first worker (the data check of preflight_data, which also leaves
+        the data loaded there); its DatasetError is raised here, as one clear error before anything is written.
+        Closes the pool on any error."""
+        slot = self.slots[0]
+        try:
+            if config is not None:
+                self.start(slot)  # waits until the fork server has imported torch
+                slot.conn.send({"preflight": True, "trainable": self.sweep.spec.trainable, "config": config,
+                                "threads": self.sweep.threads})
+                self._preflight_answer(slot)
+        except BaseException:
+            self.close()
+            raise
+
+    def _preflight_answer(self, slot: Slot) -> None:
+        try:
+            kind, body = slot.conn.recv()
+        except (EOFError, OSError):
+            slot.process.join(timeout=5)
+            raise RuntimeError(f"the local executor's worker ended (exit code {slot.process.exitcode}) before it could "
+                               "check the data; a script of yours that starts sweeps must guard its entry point with "
+                               "`if __name__ == '__main__':`, as any multiprocessing program") from None
+        if kind == "error":
+            if body["type"] == "DatasetError":
+                raise DatasetError(body["text"])
+            raise RuntimeError(f"checking the sweep's data failed in a worker:\n{body['traceback']}")
+
+    def close(self) -> None:
+        """Stop every worker (a trial still running is abandoned, as on Ctrl-C)."""
+        for slot in self.slots:
+            if slot.process is None:
+                continue
+            if slot.running is None:
+                try:
+                    slot.conn.send(None)
+                except OSError:
+                    pass
+                slot.process.join(timeout=2)
+            if slot.process.is_alive():
+                slot.process.terminate()
+                slot.process.join(timeout=5)
+            slot.conn.close()
+            slot.process = slot.conn = slot.running = None

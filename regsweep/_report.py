@@ -72,12 +72,9 @@ def _overfitting(frame: pd.DataFrame, board: Any) -> list[str]:
 
 def write_report(name: str, results_root: str = "results", reports_root: str = "reports") -> Path:
     """Write reports/NAME/journal.md and its PNG figures; returns the journal's path."""
-    from regsweep._sweep import STATE_FILE, SweepStateError, read_state
+    from regsweep._state import read_sweep_state
 
-    state_path = Path(results_root) / name / STATE_FILE
-    if not state_path.exists():
-        raise SweepStateError(f"no sweep called {name!r} in {results_root}/")
-    state = read_state(state_path)
+    state = read_sweep_state(name, results_root)
     spec = yaml.safe_load(state["spec_text"]) or {}
     frame = read_results(state["storage"])
     metric, mode = state.get("metric") or spec.get("metric", "val_acc"), state.get("mode") or spec.get("mode", "max")

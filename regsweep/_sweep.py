@@ -1,4 +1,4 @@
-"""Running a sweep end to end: stages (search, then confirm), the sweep's state file, resume, list."""
+"""Running a sweep end to end: stages (search, then confirm), a new sweep's state, resume, MLflow sync."""
 
 from __future__ import annotations
 
@@ -11,78 +11,16 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
-from regsweep._results import JOURNAL_FILE, compact, ended_trials, read_journal, read_results
+from regsweep._results import compact, ended_trials, read_results
 from regsweep._space import grid_points, random_points
+from regsweep._state import (DEFAULT_RESULTS, SweepPaths, SweepStateError, read_state, read_sweep_state,
+                             sweep_name, sweep_status, write_state)
 from regsweep._validate import Sweep, load_sweep, preflight_config, preflight_data
-
-STATE_FILE = "sweep.json"
-DEFAULT_RESULTS = "results"
-
-
-class SweepStateError(ValueError):
-    """A sweep that cannot be started or resumed as asked; the message says what to do."""
-
-
-@dataclass
-class SweepPaths:
-    """Local folder (journal, state) and storage root (Tune's experiments, the Parquet table)."""
-
-    local: Path
-    storage: str
-
-    @classmethod
-    def for_sweep(cls, name: str, results_root: str | os.PathLike, storage: str | None) -> "SweepPaths":
-        local = (Path(results_root) / name).absolute()
-        return cls(local, f"{storage.rstrip('/')}/{name}" if storage else str(local))
-
-    @property
-    def journal(self) -> Path:
-        return self.local / JOURNAL_FILE
-
-    @property
-    def state(self) -> Path:
-        return self.local / STATE_FILE
-
-
-def sweep_name(sweep: Sweep) -> str:
-    """Smoke runs keep their own results so they never overwrite a real sweep."""
-    return f"{sweep.spec.name}-smoke" if sweep.smoke else sweep.spec.name
-
-
-def _write_state(paths: SweepPaths, state: dict[str, Any]) -> None:
-    state["updated_at"] = time.time()
-    temporary = paths.state.with_suffix(".tmp")
-    temporary.write_text(json.dumps(state, indent=2, default=str))
-    os.replace(temporary, paths.state)
-
-
-def read_state(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
-
-
-def _pid_alive(pid: int, host: str) -> bool:
-    if host != socket.gethostname():
-        return True  # another machine's driver: assume it is still going
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def sweep_status(state: dict[str, Any]) -> str:
-    """finished, running, or interrupted (its driver is gone)."""
-    if state.get("status") == "running" and not _pid_alive(state.get("pid", -1), state.get("host", "")):
-        return "interrupted"
-    return state.get("status", "unknown")
 
 
 def _stage_points(sweep: Sweep) -> list[dict[str, Any]] | None:
@@ -127,7 +65,9 @@ def top_configs(frame: pd.DataFrame, sweep: Sweep, stage: str = "search") -> lis
 def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[str, Any]] | None,
                restore: bool, pool: Any) -> None:
     if pool is not None:
-        pool.run_stage(paths, stage, points, restore)
+        from regsweep._local import run_stage
+
+        run_stage(pool, paths, stage, points, restore)
         return
     from regsweep import _tune
 
@@ -197,7 +137,7 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
               if state.get("mlflow", True) else None)
     pool = None
     if sweep.spec.resources.executor == "local":
-        from regsweep._local import WorkerPool
+        from regsweep._local_slots import WorkerPool
 
         pool = WorkerPool(sweep, paths.storage)
         # In a worker, which keeps the data for its trials; the driver never loads it.
@@ -214,7 +154,7 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
         # beside Tune's start, it delayed the first trial by 1.3 s (A/B, three runs each; the driver's threads
         # share one interpreter lock). The local executor's trials start without waiting for MLflow.
         follower = start_tracking(sweep, paths, state, client, wait=pool is None)
-        _write_state(paths, state)
+        write_state(paths, state)
         try:
             frame = _run_stages(sweep, paths, state, restore, on_stage, pool)
         except BaseException:
@@ -225,7 +165,7 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
         if pool is not None:
             pool.close()
     finish_tracking(follower, sweep, paths, state, frame)
-    _write_state(paths, state)
+    write_state(paths, state)
     return frame
 
 
@@ -238,22 +178,22 @@ def _run_stages(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore:
             on_stage("search", len(points) if points is not None else sweep.spec.search.num_samples)
         _run_stage(sweep, paths, "search", points, restore, pool)
         stages["search"] = "finished"
-        _write_state(paths, state)
+        write_state(paths, state)
     frame = compact(paths.journal, paths.storage)
     if needs_confirm(sweep) and stages.get("confirm") != "finished":
         if "confirm_configs" not in state:
             state["confirm_configs"] = top_configs(frame, sweep)
-            _write_state(paths, state)
+            write_state(paths, state)
         points = [{**params, "seed": seed} for params in state["confirm_configs"] for seed in range(sweep.spec.seeds)]
         if points:
             if on_stage:
                 on_stage("confirm", len(points))
             _run_stage(sweep, paths, "confirm", points, restore, pool)
         stages["confirm"] = "finished"
-        _write_state(paths, state)
+        write_state(paths, state)
         frame = compact(paths.journal, paths.storage)
     state["status"] = "finished"
-    _write_state(paths, state)
+    write_state(paths, state)
     return frame
 
 
@@ -283,7 +223,7 @@ def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str 
                 shutil.rmtree(paths.storage, ignore_errors=True)
         paths.local.mkdir(parents=True)
         (paths.local / "spec.yaml").write_text(sweep.spec_text)
-        _write_state(paths, state)
+        write_state(paths, state)
 
     return execute(sweep, paths, state, restore=False, on_stage=on_stage, check_data=True, create=create)
 
@@ -298,31 +238,14 @@ def resume_sweep(name: str, results_root: str = DEFAULT_RESULTS,
     if status == "finished":
         return sweep, compact(paths.journal, paths.storage)
     state.update(status="running", pid=os.getpid(), host=socket.gethostname(), resumed_at=time.time())
-    _write_state(paths, state)
+    write_state(paths, state)
     return sweep, execute(sweep, paths, state, restore=True, on_stage=on_stage)
-
-
-def list_sweeps(results_root: str = DEFAULT_RESULTS) -> list[dict[str, Any]]:
-    """Every sweep under the results folder with its state and trial counts."""
-    rows = []
-    for state_path in sorted(Path(results_root).glob(f"*/{STATE_FILE}")):
-        state = read_state(state_path)
-        ends = [r for r in read_journal(state_path.parent / JOURNAL_FILE) if r.get("kind") == "end"]
-        counts: dict[str, int] = {}
-        for end in ends:
-            counts[end["status"]] = counts.get(end["status"], 0) + 1
-        rows.append({"name": state["name"], "status": sweep_status(state), "trials": len(ends), **counts,
-                     "started_at": state.get("started_at"), "spec": state.get("spec_path")})
-    return rows
 
 
 def open_sweep(name: str, results_root: str = DEFAULT_RESULTS) -> tuple[Sweep, SweepPaths, dict[str, Any]]:
     """A sweep's validated spec, paths and state, from its results folder."""
     local = (Path(results_root) / name).absolute()
-    if not (local / STATE_FILE).exists():
-        known = ", ".join(sorted(p.name for p in Path(results_root).glob("*") if (p / STATE_FILE).exists()))
-        raise SweepStateError(f"no sweep called {name!r} in {results_root}/; known: {known or 'none'}")
-    state = read_state(local / STATE_FILE)
+    state = read_sweep_state(name, results_root)
     original = Path(state["spec_path"])
     unchanged = original.exists() and original.read_text() == state["spec_text"]
     sweep = load_sweep(original if unchanged else local / "spec.yaml", state.get("overrides") or {},
@@ -337,5 +260,5 @@ def sync_mlflow(name: str, results_root: str = DEFAULT_RESULTS) -> int:
     sweep, paths, state = open_sweep(name, results_root)
     frame = compact(paths.journal, paths.storage) if paths.journal.exists() else read_results(paths.storage)
     sync_results(sweep, paths, state, frame)
-    _write_state(paths, state)
+    write_state(paths, state)
     return frame["trial_id"].nunique()

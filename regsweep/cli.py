@@ -70,7 +70,7 @@ def _run(argv: list[str] | None) -> int:
         start_local_workers_early(args)
     import trainables
     from regsweep._spec import SpecError
-    from regsweep._sweep import SweepStateError
+    from regsweep._state import SweepStateError
 
     try:
         return args.func(args)

@@ -3,7 +3,8 @@
 import pytest
 
 from regsweep._results import read_results
-from regsweep._sweep import list_sweeps, start_sweep
+from regsweep._state import list_sweeps
+from regsweep._sweep import start_sweep
 from regsweep._validate import load_sweep
 
 pytestmark = pytest.mark.ray

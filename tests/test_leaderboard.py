@@ -135,3 +135,13 @@ def test_leaderboard_and_list_commands_import_neither_ray_nor_torch(factorial):
     board, end = json.JSONDecoder().raw_decode(done.stdout)
     assert len(board["top"]) == 2
     assert "factorial" in done.stdout[end:] and "finished" in done.stdout[end:]  # the list's line
+
+
+@pytest.mark.parametrize("command", ["leaderboard", "report", "resume", "sync-mlflow"])
+def test_a_sweep_name_that_is_not_there_is_one_clear_error_naming_the_sweeps_that_are(factorial, command, capsys):
+    from regsweep.cli import main
+
+    folder, _ = factorial
+    assert main([command, "factorail", "--results", str(folder / "results")]) == 2
+    err = capsys.readouterr().err
+    assert "no sweep called 'factorail'" in err and "known: factorial" in err
