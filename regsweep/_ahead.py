@@ -16,12 +16,17 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
+from regsweep._processes import process_alive
+
 # A trial's checkpoint file, under either executor; the best-model export looks for it.
 CHECKPOINT_FILE = "trial.pt"
+# Temporary checkpoint folders (Ray Tune copies each into storage) are named PREFIX<pid>-<random>.
+TEMPORARY_PREFIX = "regsweep-checkpoint-"
 # Epochs at least this long are not run ahead: the round trip is noise beside them, and a trial that
 # Tune stops must end within Tune's 2 s wait before it reuses the actor (TUNE_FUNCTION_THREAD_TIMEOUT_S).
 RUN_AHEAD_BELOW_S = 1.0
 _DONE = object()
+_orphans_removed = False  # by this process, once
 
 
 def epochs_with_checkpoints(trial: Any, checkpoint_file: str, every_s: float,
@@ -37,12 +42,34 @@ def epochs_with_checkpoints(trial: Any, checkpoint_file: str, every_s: float,
             metrics.update(trial.summary())
         saved_in = None
         if trial.finished or time.monotonic() - last_saved >= every_s:
-            saved_in = folder or tempfile.mkdtemp(prefix="regsweep-checkpoint-")
+            saved_in = folder or _temporary_folder()
             path = os.path.join(saved_in, checkpoint_file)
             trial.save(path + ".tmp")
             os.replace(path + ".tmp", path)
             last_saved = time.monotonic()
         yield metrics, saved_in
+
+
+def _temporary_folder() -> str:
+    global _orphans_removed
+    if not _orphans_removed:
+        _orphans_removed = True
+        remove_orphaned_folders()
+    return tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-")
+
+
+def remove_orphaned_folders(root: str | None = None) -> list[str]:
+    """Remove the temporary checkpoint folders in `root` (the temp folder) whose process has died; returns
+    them. A trial process that is killed (Ctrl-C on a sweep, Ray stopping a stuck actor) never removes
+    its own, so each trial process clears its dead predecessors' once, before its first checkpoint."""
+    root = root or tempfile.gettempdir()
+    removed = []
+    for entry in os.scandir(root):
+        pid = entry.name[len(TEMPORARY_PREFIX):].split("-", 1)[0]
+        if entry.name.startswith(TEMPORARY_PREFIX) and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
 
 
 def report_ahead(epochs: Iterator[tuple[dict, str | None]], report: Callable[[dict, str | None], None]) -> None:

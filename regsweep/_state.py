@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from regsweep._processes import process_alive
 from regsweep._results import JOURNAL_FILE, read_journal
 
 if TYPE_CHECKING:
@@ -75,13 +76,7 @@ def read_sweep_state(name: str, results_root: str | os.PathLike = DEFAULT_RESULT
 def _pid_alive(pid: int, host: str) -> bool:
     if host != socket.gethostname():
         return True  # another machine's driver: assume it is still going
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(pid)
 
 
 def sweep_status(state: dict[str, Any]) -> str:

@@ -99,3 +99,33 @@ def test_an_error_in_training_reaches_the_reporting_thread():
         report_ahead(epochs_with_checkpoints(CountingTrial(epochs=5, fail_at=3), "trial.pt", every_s=100.0),
                      lambda metrics, folder: reported.append(metrics["epoch"]))
     assert reported == [1, 2]
+
+
+def test_a_killed_trial_process_leaves_checkpoint_folders_that_the_next_one_removes(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import tempfile
+
+    from regsweep import _ahead
+
+    # A trial process saves a checkpoint and is SIGKILLed before it can remove it (Ctrl-C on a sweep).
+    code = ("import os, signal, tempfile, sys; tempfile.tempdir = sys.argv[1]\n"
+            "from regsweep._ahead import _temporary_folder\n"
+            "open(os.path.join(_temporary_folder(), 'trial.pt'), 'w').write('x')\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    killed = subprocess.run([sys.executable, "-c", code, str(tmp_path)], timeout=60)
+    assert killed.returncode == -9
+    orphan = list(tmp_path.glob("regsweep-checkpoint-*"))
+    assert len(orphan) == 1 and (orphan[0] / "trial.pt").exists()
+    alive = tmp_path / f"regsweep-checkpoint-{os.getpid()}-kept"  # a live process's folder
+    alive.mkdir()
+    unrelated = tmp_path / "regsweep-checkpoint-notapid"
+    unrelated.mkdir()
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(_ahead, "_orphans_removed", False)
+    reported = []
+    report_ahead(epochs_with_checkpoints(CountingTrial(epochs=3), "trial.pt", every_s=0.0),
+                 lambda metrics, folder: reported.append(os.path.exists(os.path.join(folder, "trial.pt"))))
+    assert reported == [True, True, True]
+    assert sorted(p.name for p in tmp_path.glob("regsweep-checkpoint-*")) == sorted([alive.name, unrelated.name])
