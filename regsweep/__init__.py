@@ -16,8 +16,7 @@ any multiprocessing program.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from trainables._lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -39,18 +38,5 @@ _LAZY = {
     "render_rich": "regsweep._render",
     "write_report": "regsweep._report",
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'regsweep' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
-
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
 __all__ = ["__version__", *_LAZY]

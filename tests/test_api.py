@@ -8,10 +8,10 @@ import pytest
 import regsweep
 
 
-def test_importing_regsweep_loads_no_engine_torch_or_ray():
+def test_importing_regsweep_or_trainables_loads_nothing_heavy():
     """Each public name loads its module on first use; the CLI starts its workers before torch is imported."""
-    code = ("import sys, regsweep; "
-            "heavy = {'torch', 'ray', 'pandas', 'pydantic', 'mlflow', 'optuna', 'trainables'}; "
+    code = ("import sys, regsweep, trainables; "
+            "heavy = {'torch', 'ray', 'pandas', 'numpy', 'pydantic', 'mlflow', 'optuna'}; "
             "loaded = sorted({name.split('.')[0] for name in sys.modules} & heavy); "
             "assert not loaded, f'imported {loaded}'; "
             "print(len(regsweep.__all__))")

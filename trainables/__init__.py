@@ -8,55 +8,18 @@ A trainable is a plain function of a config dict that yields one flat metrics di
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from trainables._lazy import lazy_names
 
-from trainables._config import CNNConfig, ConvLSTMConfig, MLPConfig, ResMLPConfig, TrainConfig
-from trainables._problems import ConfigError, Problem, did_you_mean
-from trainables.data import DatasetError
-
-# The registry, the models and the training loop import torch (about 1 s): they load on first use, so
-# the commands that only read results (list, leaderboard, report) never import it.
+# Every name loads its module on first use. The registry, the models and the training loop import torch
+# (about 1 s), the configs pydantic: the commands that only read results (list, leaderboard, report)
+# import none of them, and the CLI starts its workers before anything heavy is imported.
 _LAZY = {
-    "TRAINABLES": "trainables._registry",
-    "TrainableSpec": "trainables._registry",
-    "cnn": "trainables._registry",
-    "convlstm": "trainables._registry",
-    "get_trainable": "trainables._registry",
-    "mlp": "trainables._registry",
-    "resmlp": "trainables._registry",
+    **dict.fromkeys(["CNNConfig", "ConvLSTMConfig", "MLPConfig", "ResMLPConfig", "TrainConfig"], "trainables._config"),
+    **dict.fromkeys(["ConfigError", "Problem", "did_you_mean"], "trainables._problems"),
+    "DatasetError": "trainables.data",
+    **dict.fromkeys(["TRAINABLES", "TrainableSpec", "cnn", "convlstm", "get_trainable", "mlp", "resmlp"],
+                    "trainables._registry"),
     "Trial": "trainables.loop",
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'trainables' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
-
-__all__ = [
-    "CNNConfig",
-    "ConfigError",
-    "DatasetError",
-    "MLPConfig",
-    "Problem",
-    "TRAINABLES",
-    "TrainConfig",
-    "TrainableSpec",
-    "Trial",
-    "cnn",
-    "did_you_mean",
-    "get_trainable",
-    "mlp",
-    "resmlp",
-    "ResMLPConfig",
-    "convlstm",
-    "ConvLSTMConfig",
-]
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
+__all__ = sorted(_LAZY)
