@@ -25,6 +25,7 @@ TEMPORARY_PREFIX = "regsweep-checkpoint-"
 # Epochs at least this long are not run ahead: the round trip is noise beside them, and a trial that
 # Tune stops must end within Tune's 2 s wait before it reuses the actor (TUNE_FUNCTION_THREAD_TIMEOUT_S).
 RUN_AHEAD_BELOW_S = 1.0
+ORPHAN_AGE_S = 600.0  # a dead process's temporary checkpoint folder older than this is removed
 _DONE = object()
 _orphans_removed = False  # by this process, once
 
@@ -58,15 +59,19 @@ def _temporary_folder() -> str:
     return tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-")
 
 
-def remove_orphaned_folders(root: str | None = None) -> list[str]:
+def remove_orphaned_folders(root: str | None = None, older_than_s: float = ORPHAN_AGE_S) -> list[str]:
     """Remove the temporary checkpoint folders in `root` (the temp folder) whose process has died; returns
     them. A trial process that is killed (Ctrl-C on a sweep, Ray stopping a stuck actor) never removes
     its own, so each trial process clears its dead predecessors' once, before its first checkpoint."""
     root = root or tempfile.gettempdir()
     removed = []
+    # A folder lives from a checkpoint's save to its report, seconds at most: one older than `older_than_s`
+    # is never in use, even where this process cannot see its owner (another PID namespace sharing /tmp).
+    written_before = time.time() - older_than_s
     for entry in os.scandir(root):
         pid = entry.name[len(TEMPORARY_PREFIX):].split("-", 1)[0]
-        if entry.name.startswith(TEMPORARY_PREFIX) and pid.isdigit() and not process_alive(int(pid)):
+        if (entry.name.startswith(TEMPORARY_PREFIX) and pid.isdigit() and not process_alive(int(pid))
+                and entry.stat().st_mtime < written_before):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(entry.path)
     return removed

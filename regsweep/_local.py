@@ -18,7 +18,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from regsweep._ahead import CHECKPOINT_FILE
-from regsweep._local_slots import WorkerPool, Slot
+from regsweep._local_slots import Slot, WorkerPool
 from regsweep._local_worker import CHECKPOINT_FOLDER, PENDING_KEY
 from regsweep._record import FINAL_STATUSES, STATUS_OF_STOP, TrialRecorder, trial_name
 from regsweep._results import journaled_trials

@@ -117,10 +117,18 @@ def test_a_killed_trial_process_leaves_checkpoint_folders_that_the_next_one_remo
     assert killed.returncode == -9
     orphan = list(tmp_path.glob("regsweep-checkpoint-*"))
     assert len(orphan) == 1 and (orphan[0] / "trial.pt").exists()
+    dead_pid = orphan[0].name.split("-")[2]
     alive = tmp_path / f"regsweep-checkpoint-{os.getpid()}-kept"  # a live process's folder
-    alive.mkdir()
     unrelated = tmp_path / "regsweep-checkpoint-notapid"
-    unrelated.mkdir()
+    for folder in (alive, unrelated):
+        folder.mkdir()
+    old = time.time() - 2 * _ahead.ORPHAN_AGE_S
+    for folder in (orphan[0], alive, unrelated):
+        os.utime(folder, (old, old))
+    # The same dead process's, written just now: kept, since its owner may only be out of sight (another PID
+    # namespace sharing /tmp) and still about to report it.
+    recent = tmp_path / f"regsweep-checkpoint-{dead_pid}-recent"
+    recent.mkdir()
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(_ahead, "_orphans_removed", False)
@@ -128,4 +136,5 @@ def test_a_killed_trial_process_leaves_checkpoint_folders_that_the_next_one_remo
     report_ahead(epochs_with_checkpoints(CountingTrial(epochs=3), "trial.pt", every_s=0.0),
                  lambda metrics, folder: reported.append(os.path.exists(os.path.join(folder, "trial.pt"))))
     assert reported == [True, True, True]
-    assert sorted(p.name for p in tmp_path.glob("regsweep-checkpoint-*")) == sorted([alive.name, unrelated.name])
+    assert sorted(p.name for p in tmp_path.glob("regsweep-checkpoint-*")) == sorted([alive.name, unrelated.name,
+                                                                                   recent.name])
