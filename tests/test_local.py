@@ -23,6 +23,35 @@ def trial_ends(frame):
     return frame.sort_values("epoch").groupby(["stage", "trial_id"]).tail(1)
 
 
+def search_study(results, name):
+    """The Optuna study of a local-executor sweep's search stage, from its journal file."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    log = str(results / name / "optuna-search.log")
+    return optuna.load_study(study_name="search", storage=JournalStorage(JournalFileBackend(log)))
+
+
+def kill_local_sweep(tmp_path, write_spec, spec, **until):
+    """Run `spec` with the local executor (no MLflow, a checkpoint every epoch) as `regsweep run` in a process of
+    its own and SIGKILL it mid-sweep (see kill_mid_sweep); returns the results folder, the journal and the
+    journal's records at the kill."""
+    from helpers.interrupt import kill_mid_sweep
+
+    path = write_spec({**spec, "resources": {"executor": "local", "checkpoint_every_s": 0}})
+    results = tmp_path / "results"
+    journal = results / spec["name"] / "journal.jsonl"
+    command = [sys.executable, "-m", "regsweep", "run", str(path), "--results", str(results), "--no-mlflow"]
+    return results, journal, kill_mid_sweep(command, journal, tmp_path, dict(os.environ), **until)
+
+
+def resume(tmp_path, results, name):
+    """`regsweep resume NAME` in a process of its own; it must succeed."""
+    resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", name, "--results", str(results)],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+
 def test_trials_run_two_at_once_in_worker_processes_with_checkpoints_and_mlflow_runs(tmp_path, write_spec):
     """What the grid test in test_engine (run under both executors) does not check."""
     spec = write_spec({
@@ -70,11 +99,7 @@ def test_optuna_with_asha_prunes_at_rungs_then_confirms_the_top_configs_with_eve
     assert len(confirm) == 4 and set(confirm["status"]) == {"completed"} and (confirm["epoch"] == 9).all()
     assert sorted(confirm["seed"]) == [0, 0, 1, 1] and confirm["config_id"].nunique() == 2
     # TPE's history is Optuna's own journal file, so a resumed sweep keeps it.
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    log = str(tmp_path / "results" / "localasha" / "optuna-search.log")
-    study = optuna.load_study(study_name="search", storage=JournalStorage(JournalFileBackend(log)))
+    study = search_study(tmp_path / "results", "localasha")
     states = [t.state.name for t in study.trials]
     assert len(states) == 12 and states.count("PRUNED") == len(pruned) and "RUNNING" not in states
 
@@ -203,31 +228,22 @@ def test_ctrl_c_stops_the_workers_and_leaves_a_resumable_sweep(tmp_path, write_s
 def test_a_killed_asha_sweep_resumes_its_trials_as_the_same_optuna_trials(tmp_path, write_spec):
     """ASHA's rungs compare what each trial reported; a trial resumed after a crash keeps the epochs it
     reported before it, and the study holds each trial once."""
-    import optuna
-    from helpers.interrupt import kill_mid_sweep, unfinished
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    from helpers.interrupt import unfinished
 
     from regsweep._results import read_results
 
-    spec = write_spec({
+    results, _, before_kill = kill_local_sweep(tmp_path, write_spec, {
         "name": "killasha", "trainable": "cnn", "dataset": "digits",
         "fixed": {"epochs": 6, "filters": 16, "batch_size": 32},
         "search_space": {"dropout": {"uniform": [0.0, 0.6]}},
         "search": {"algorithm": "optuna", "num_samples": 6},
         "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
-        "resources": {"executor": "local", "checkpoint_every_s": 0},
     })
-    results = tmp_path / "results"
-    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--no-mlflow"]
-    before_kill = kill_mid_sweep(command, results / "killasha" / "journal.jsonl", tmp_path, dict(os.environ))
     interrupted = unfinished(before_kill, min_epochs=2)
     assert interrupted, "the kill must land mid-trial"
-    resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", "killasha", "--results", str(results)],
-                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    resume(tmp_path, results, "killasha")
 
-    log = str(results / "killasha" / "optuna-search.log")
-    study = optuna.load_study(study_name="search", storage=JournalStorage(JournalFileBackend(log)))
+    study = search_study(results, "killasha")
     by_key = {t.user_attrs["regsweep_trial"]: t for t in study.trials}
     assert len(study.trials) == len(by_key) == 6
     assert {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
@@ -245,27 +261,17 @@ def test_a_killed_asha_sweep_resumes_its_trials_as_the_same_optuna_trials(tmp_pa
 def test_a_trial_asha_pruned_is_journaled_as_pruned_when_the_driver_died_before_its_end(tmp_path, write_spec):
     """The study is told of a pruning before the journal: a kill between the two must not leave the trial without
     an end, nor train it past the rung that stopped it."""
-    import optuna
-    from helpers.interrupt import kill_mid_sweep
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
     from regsweep._results import read_results
-
-    spec = write_spec({
-        "name": "prunekill", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 8, "hidden": [32]},
-        "search_space": {"lr": {"loguniform": [1e-4, 1e-1]}},
-        "search": {"algorithm": "optuna", "num_samples": 12},
-        "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
-        "resources": {"executor": "local", "checkpoint_every_s": 0},
-    })
-    results = tmp_path / "results"
-    journal = results / "prunekill" / "journal.jsonl"
 
     def pruned_ends(records):
         return [r for r in records if r.get("kind") == "end" and str(r.get("stopped_by")).startswith("asha@")]
 
-    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--no-mlflow"]
-    before_kill = kill_mid_sweep(command, journal, tmp_path, dict(os.environ), until=pruned_ends)
+    results, journal, before_kill = kill_local_sweep(tmp_path, write_spec, {
+        "name": "prunekill", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 8, "hidden": [32]},
+        "search_space": {"lr": {"loguniform": [1e-4, 1e-1]}},
+        "search": {"algorithm": "optuna", "num_samples": 12},
+        "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+    }, until=pruned_ends)
     victim = pruned_ends(before_kill)[0]
     # The state a kill after the study's tell and before the journal's end leaves: the end is not written.
     lines = journal.read_text().splitlines(keepends=True)
@@ -273,42 +279,29 @@ def test_a_trial_asha_pruned_is_journaled_as_pruned_when_the_driver_died_before_
         '"kind": "end"' in line and json.loads(line)["trial_id"] == victim["trial_id"])))
     trained = max(r["epoch"] for r in before_kill if r.get("kind") == "epoch" and r["trial_id"] == victim["trial_id"])
 
-    resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", "prunekill", "--results", str(results)],
-                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    resume(tmp_path, results, "prunekill")
     frame = read_results(str(results / "prunekill"))
     ends = trial_ends(frame).set_index("trial_id")
     assert len(ends) == 12
     assert ends.loc[victim["trial_id"], "status"] == "stopped_early"
     assert ends.loc[victim["trial_id"], "stopped_by"] == victim["stopped_by"]
     assert frame[frame["trial_id"] == victim["trial_id"]]["epoch"].max() == trained  # not trained on
-    log = str(results / "prunekill" / "optuna-search.log")
-    study = optuna.load_study(study_name="search", storage=JournalStorage(JournalFileBackend(log)))
+    study = search_study(results, "prunekill")
     assert len(study.trials) == 12 and {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
 
 
 def test_a_trial_whose_last_epoch_was_journaled_but_not_its_end_is_ended_from_the_journal(tmp_path, write_spec):
     """A kill after the journal has a trial's last epoch and before its end (and the study's tell) must not run it
     again: its end comes from that epoch, and the study gets its final value."""
-    import optuna
-    from helpers.interrupt import kill_mid_sweep
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
     from regsweep._results import read_results
-
-    spec = write_spec({
-        "name": "endkill", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 4, "hidden": [32]},
-        "search_space": {"lr": {"loguniform": [1e-3, 1e-1]}}, "search": {"algorithm": "optuna", "num_samples": 8},
-        "resources": {"executor": "local", "checkpoint_every_s": 0},
-    })
-    results = tmp_path / "results"
-    journal = results / "endkill" / "journal.jsonl"
 
     def completed(records):
         return [r for r in records if r.get("kind") == "end" and r.get("status") == "completed"]
 
-    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--no-mlflow"]
-    before_kill = kill_mid_sweep(command, journal, tmp_path, dict(os.environ), until=completed)
+    results, journal, before_kill = kill_local_sweep(tmp_path, write_spec, {
+        "name": "endkill", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 4, "hidden": [32]},
+        "search_space": {"lr": {"loguniform": [1e-3, 1e-1]}}, "search": {"algorithm": "optuna", "num_samples": 8},
+    }, until=completed)
     victim = completed(before_kill)[0]["trial_id"]
     last_epoch = [r for r in before_kill if r.get("kind") == "epoch" and r["trial_id"] == victim][-1]
     assert last_epoch["epoch"] == 4 and last_epoch["stopped_by"] == "completed"
@@ -322,9 +315,7 @@ def test_a_trial_whose_last_epoch_was_journaled_but_not_its_end_is_ended_from_th
     told = [op for op in ops if op["op_code"] == 6 and op["trial_id"] == number]
     log.write_text("".join(json.dumps(op) + "\n" for op in ops if op not in told))
 
-    resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", "endkill", "--results", str(results)],
-                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    resume(tmp_path, results, "endkill")
     frame = read_results(str(results / "endkill"))
     rows = frame[frame["trial_id"] == victim]
     assert sorted(rows["epoch"]) == [1, 2, 3, 4]  # not trained again
@@ -332,7 +323,7 @@ def test_a_trial_whose_last_epoch_was_journaled_but_not_its_end_is_ended_from_th
     assert len(ends) == 1 and ends[0]["status"] == "completed" and ends[0]["stopped_by"] == "completed"
     summary = {key: last_epoch[key] for key in SUMMARY_KEYS if key in last_epoch}
     assert "best_val_acc" in summary and {key: ends[0].get(key) for key in summary} == summary
-    study = optuna.load_study(study_name="search", storage=JournalStorage(JournalFileBackend(str(log))))
+    study = search_study(results, "endkill")
     assert len(study.trials) == 8 and {t.state.name for t in study.trials} == {"COMPLETE"}
     assert study.trials[number].value == last_epoch["val_acc"]
 
@@ -340,27 +331,14 @@ def test_a_trial_whose_last_epoch_was_journaled_but_not_its_end_is_ended_from_th
 def test_a_trial_asked_for_but_not_named_when_the_driver_died_becomes_the_next_new_trial(tmp_path, write_spec):
     """A kill between the study's ask and naming the trial leaves a RUNNING trial that never ran: the resume runs
     it as its next new trial, so the study holds num_samples trials and no FAIL."""
-    import optuna
-    from helpers.interrupt import kill_mid_sweep
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    spec = write_spec({
+    results, journal, _ = kill_local_sweep(tmp_path, write_spec, {
         "name": "askkill", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 3, "hidden": [32]},
         "search_space": {"lr": {"loguniform": [1e-3, 1e-1]}}, "search": {"algorithm": "optuna", "num_samples": 6},
-        "resources": {"executor": "local", "checkpoint_every_s": 0},
-    })
-    results = tmp_path / "results"
-    journal = results / "askkill" / "journal.jsonl"
-    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--no-mlflow"]
-    kill_mid_sweep(command, journal, tmp_path, dict(os.environ),
-                   until=lambda records: any(r.get("kind") == "end" for r in records))
-    storage = JournalStorage(JournalFileBackend(str(results / "askkill" / "optuna-search.log")))
-    asked = optuna.load_study(study_name="search", storage=storage).ask()  # the state such a kill leaves
+    }, until=lambda records: any(r.get("kind") == "end" for r in records))
+    asked = search_study(results, "askkill").ask()  # the state such a kill leaves
 
-    resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", "askkill", "--results", str(results)],
-                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    study = optuna.load_study(study_name="search", storage=storage)
+    resume(tmp_path, results, "askkill")
+    study = search_study(results, "askkill")
     assert len(study.trials) == 6 and {t.state.name for t in study.trials} == {"COMPLETE"}
     assert "regsweep_trial" in study.trials[asked.number].user_attrs
     ends = [r for r in read_journal(journal) if r.get("kind") == "end"]
