@@ -32,6 +32,7 @@ from regsweep._record import FINAL_STATUSES, TrialRecorder, trial_name, trial_pa
 from regsweep._results import ended_trials  # noqa: E402
 from regsweep._space import OptunaDefineByRun  # noqa: E402
 from regsweep._spec import SpecError  # noqa: E402
+from regsweep._tune_storage import atomic_local_filesystem, stage_path  # noqa: E402
 from regsweep._validate import Sweep, load_user_trainable  # noqa: E402
 from trainables import Problem  # noqa: E402
 
@@ -215,7 +216,7 @@ def build_tuner(sweep: Sweep, stage: str, storage: str, callback: JournalCallbac
     )
     storage_path = storage if "://" in storage else os.path.abspath(storage)
     run_config = tune.RunConfig(
-        name=stage, storage_path=storage_path, verbose=0, callbacks=[callback],
+        name=stage, storage_path=storage_path, storage_filesystem=_filesystem(storage), verbose=0, callbacks=[callback],
         failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
         # Tune snapshots the experiment whenever a trial has saved num_to_keep checkpoints since the last
         # snapshot; with 1 that is every checkpoint, a full JSON + searcher pickle each time (O(N^2)).
@@ -228,17 +229,14 @@ def restore_tuner(sweep: Sweep, stage: str, storage: str, ended: frozenset[str])
     """Reopen an interrupted stage: finished trials stay finished (those in Tune's snapshot and those
     `ended` per the journal), unfinished ones resume from their last checkpoint, errored ones are
     not rerun."""
-    return tune.Tuner.restore(_stage_path(storage, stage), trainable=_trainable(sweep, ended),
-                              resume_unfinished=True, resume_errored=False, restart_errored=False)
+    return tune.Tuner.restore(stage_path(storage, stage), trainable=_trainable(sweep, ended),
+                              resume_unfinished=True, resume_errored=False, restart_errored=False,
+                              storage_filesystem=_filesystem(storage))
 
 
-def stage_exists(storage: str, stage: str) -> bool:
-    """Whether Tune has saved state for this stage."""
-    return tune.Tuner.can_restore(_stage_path(storage, stage))
-
-
-def _stage_path(storage: str, stage: str) -> str:
-    return f"{storage.rstrip('/')}/{stage}" if "://" in storage else os.path.join(os.path.abspath(storage), stage)
+def _filesystem(storage: str) -> Any:
+    """A local storage path gets whole-file writes (see _tune_storage); a URI keeps its own filesystem."""
+    return None if "://" in storage else atomic_local_filesystem()
 
 
 def _trainable(sweep: Sweep, ended: frozenset[str] = frozenset()) -> Any:

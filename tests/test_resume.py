@@ -3,6 +3,7 @@ and under the local executor (which resumes with the executor it started with)."
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 from helpers.interrupt import journal_records, kill_mid_sweep, unfinished
 
 from regsweep._results import read_results
+from regsweep._tune_storage import saved_state
 
 pytestmark = pytest.mark.ray
 EPOCHS = 6
@@ -34,6 +36,9 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, 
     listed = subprocess.run([sys.executable, "-m", "regsweep", "list", "--results", str(results)],
                             capture_output=True, text=True, cwd=tmp_path, env=env)
     assert "killme" in listed.stdout and "interrupted" in listed.stdout
+
+    if executor == "ray":
+        refuses_broken_tune_state(results, tmp_path, env, journal)
 
     # MLflow's parent run is opened on the logging thread, and the state file may not have its id at a kill
     # (made certain here): the resume finds that run by the sweep's id tag instead of opening a second one.
@@ -78,3 +83,27 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, 
         history = client.get_metric_history(child.info.run_id, "val_acc")
         assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
         assert child.info.status == "FINISHED"
+
+
+def refuses_broken_tune_state(results, tmp_path, env, journal):
+    """Tune's state survived the kill whole, and a state Tune could not read is refused before anything
+    starts: Tune itself would start the stage again as a new experiment, from an empty config."""
+    stage = results / "killme" / "search"
+    assert saved_state(str(stage))
+    for pattern in ("experiment_state-*.json", "basic-variant-state-*.json", "tuner.pkl"):
+        broken = tmp_path / "broken" / pattern.split("-")[0]
+        shutil.copytree(stage, broken)
+        [file] = broken.glob(pattern)
+        file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+        with pytest.raises(ValueError, match=f"{file.name}: Ray Tune's saved state cannot be read"):
+            saved_state(str(broken))
+    [state] = stage.glob("experiment_state-*.json")
+    whole = state.read_bytes()
+    state.write_bytes(whole[: len(whole) // 2])
+    journaled = journal.read_bytes()
+    refused = subprocess.run([sys.executable, "-m", "regsweep", "resume", "killme", "--results", str(results)],
+                             capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"cannot resume stage 'search': {state}: Ray Tune's saved state cannot be read" in refused.stderr
+    assert journal.read_bytes() == journaled  # no trial ran
+    state.write_bytes(whole)

@@ -1,0 +1,166 @@
+"""Ray Tune's storage: a local filesystem in which every file written appears whole or not at all, and a
+check, before Tuner.restore, that the state Tune saved can be read.
+
+Tune saves its experiment state (trial list, searcher state) to a staging folder and copies it to the
+storage path in a background thread, and workers copy their checkpoints there. On a local disk that copy
+truncates the previous file first: a driver killed mid-copy leaves a half-written experiment state, and
+Tuner.restore then fails and, by Tune's design, silently starts the experiment again from an empty config.
+Here each file is written beside its destination and renamed into place when complete, so a kill leaves
+the previous version whole."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import pickle
+import uuid
+from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+# Tune finds its state by pattern ("experiment_state-*.json"); a leftover temporary file never matches.
+TEMPORARY_MARK = ".regsweep-partial-"
+
+
+class _RenameOnClose:
+    """A binary file at a temporary name beside `path`, renamed to `path` by close()."""
+
+    def __init__(self, path: str):
+        self.path = path
+        folder, name = os.path.split(path)
+        self.temporary = os.path.join(folder, f".{name}{TEMPORARY_MARK}{uuid.uuid4().hex[:8]}")
+        self._handle = open(self.temporary, "wb")
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        return self._handle.write(data)
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._handle.close()
+        os.replace(self.temporary, self.path)
+
+
+class AtomicLocalHandler(pafs.FileSystemHandler):
+    """pyarrow's LocalFileSystem, except that files opened for writing are renamed into place on close."""
+
+    def __init__(self) -> None:
+        self._local = pafs.LocalFileSystem()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AtomicLocalHandler)
+
+    def __hash__(self) -> int:
+        return hash(AtomicLocalHandler)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return AtomicLocalHandler, ()
+
+    def get_type_name(self) -> str:
+        return "regsweep-atomic-local"
+
+    def normalize_path(self, path: str) -> str:
+        return self._local.normalize_path(path)
+
+    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        return self._local.get_file_info(paths)
+
+    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        return self._local.get_file_info(selector)
+
+    def create_dir(self, path: str, recursive: bool) -> None:
+        self._local.create_dir(path, recursive=recursive)
+
+    def delete_dir(self, path: str) -> None:
+        self._local.delete_dir(path)
+
+    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
+        self._local.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self) -> None:
+        raise OSError("regsweep's Tune storage refuses to delete the contents of the filesystem's root")
+
+    def delete_file(self, path: str) -> None:
+        self._local.delete_file(path)
+
+    def move(self, src: str, dest: str) -> None:
+        self._local.move(src, dest)
+
+    def copy_file(self, src: str, dest: str) -> None:
+        with self._local.open_input_stream(src) as source, self.open_output_stream(dest, None) as target:
+            while chunk := source.read(1 << 20):
+                target.write(chunk)
+
+    def open_input_stream(self, path: str) -> pa.NativeFile:
+        return self._local.open_input_stream(path)
+
+    def open_input_file(self, path: str) -> pa.NativeFile:
+        return self._local.open_input_file(path)
+
+    def open_output_stream(self, path: str, metadata: dict[str, str] | None) -> pa.NativeFile:
+        return pa.PythonFile(_RenameOnClose(path), mode="w")
+
+    def open_append_stream(self, path: str, metadata: dict[str, str] | None) -> pa.NativeFile:
+        return self._local.open_append_stream(path)
+
+
+def atomic_local_filesystem() -> pafs.PyFileSystem:
+    """The filesystem Tune is given for a local storage path, by the Tuner and by Tuner.restore alike."""
+    return pafs.PyFileSystem(AtomicLocalHandler())
+
+
+def _load_pickle(data: bytes) -> Any:
+    # Ray's cloudpickle writes standard pickles; the classes they name are imported as they load.
+    return pickle.loads(data)
+
+
+# What Tuner.restore reads (Tune's CKPT_FILE_TMPL of its controller, searchers and callbacks), newest first by
+# name as Tune picks it, and how. A file that fails here makes Tune's resume fail.
+_STATE_FILES: tuple[tuple[str, Callable[[bytes], Any]], ...] = (
+    ("tuner.pkl", _load_pickle),
+    ("experiment_state-*.json", json.loads),
+    ("basic-variant-state-*.json", _load_pickle),
+    ("search_gen_state-*.json", _load_pickle),
+    ("searcher-state-*.pkl", _load_pickle),
+    ("callback-states-*.pkl", _load_pickle),
+)
+
+
+def stage_path(storage: str, stage: str) -> str:
+    """Where Tune keeps a stage's experiment (the Tuner's run name is the stage)."""
+    return f"{storage.rstrip('/')}/{stage}" if "://" in storage else os.path.join(os.path.abspath(storage), stage)
+
+
+def saved_state(path: str) -> bool:
+    """Whether Tune saved a Tuner and an experiment state at `path` (a stage's folder or URI) for
+    Tuner.restore: False when it has none (a new stage, or a driver killed before Tune's first snapshot).
+
+    Raises ValueError naming the file when a file Tune needs to resume cannot be read: Tune would log the
+    failure and start the stage again from an empty config, as if it were a new experiment."""
+    fs, folder = pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), path)
+    infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    names = [info.base_name for info in infos if info.type == pafs.FileType.File]
+    found_experiment = False
+    for pattern, load in _STATE_FILES:
+        matching = fnmatch.filter(names, pattern)
+        if not matching:
+            continue
+        newest = max(matching)
+        found_experiment = found_experiment or pattern.startswith("experiment_state")
+        try:
+            with fs.open_input_stream(f"{folder.rstrip('/')}/{newest}") as handle:
+                load(handle.read())
+        except Exception as exc:  # any failure here is one Tune's resume would meet
+            raise ValueError(f"{folder}/{newest}: Ray Tune's saved state cannot be read "
+                             f"({type(exc).__name__}: {exc})") from exc
+    return found_experiment and "tuner.pkl" in names
