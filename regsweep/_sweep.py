@@ -72,7 +72,8 @@ def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[st
     from regsweep import _tune
 
     _tune.quiet_tune()
-    callback = _tune.JournalCallback(paths.journal, stage, sweep.space, sweep.epochs, sweep.uses_asha(stage))
+    callback = _tune.JournalCallback(paths.journal, stage, sweep.space, sweep.epochs, sweep.uses_asha(stage),
+                                     time_budget=sweep.spec.resources.time_budget_s is not None)
     if restore and _restorable(paths, stage):
         tuner = _tune.restore_tuner(sweep, stage, paths.storage, ended_trials(paths.journal, stage))
     else:

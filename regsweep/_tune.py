@@ -20,6 +20,10 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 # Snapshot the experiment every 2 s (Tune's automatic period starts at 10 s): after a crash, trials
 # resume from the checkpoints this snapshot knows. Trials that ended after it are known from the journal.
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+# Tune's own Ctrl-C handler stops the trials it was running as TERMINATED and returns as if the stage had
+# finished, so the sweep would be marked finished and never resumed. Without it Ctrl-C raises
+# KeyboardInterrupt: the sweep is left interrupted, and resumes from the journal and Tune's last snapshot.
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
@@ -86,27 +90,29 @@ class JournalCallback(tune.Callback):
     """Driver-side: journals each result before Tune snapshots the experiment, so a resumed trial
     can only repeat epochs (deduplicated later), never skip them. Holds no open state when pickled."""
 
-    def __init__(self, journal_path: Path, stage: str, space: dict[str, Any], epochs: int, asha: bool):
+    def __init__(self, journal_path: Path, stage: str, space: dict[str, Any], epochs: int, asha: bool,
+                 time_budget: bool = False):
         self.recorder = TrialRecorder(journal_path, stage, space)
-        self.stage, self.space, self.epochs, self.asha = stage, space, epochs, asha
+        self.stage, self.space, self.epochs, self.asha, self.time_budget = stage, space, epochs, asha, time_budget
         self._last: dict[str, dict[str, Any]] = {}
-        # A new stage's trials get new ids, so none of them can have ended yet; only a callback
-        # unpickled by Tuner.restore (below) needs the journal.
-        self._ended: frozenset[str] = frozenset()
+        # Trials whose end is journaled. A new stage's trials get new ids, so none of them can have ended
+        # yet; only a callback unpickled by Tuner.restore (below) needs the journal.
+        self._ended: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_last": {}, "_ended": frozenset()}
+        return {**self.__dict__, "_last": {}, "_ended": set()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Unpickled by Tuner.restore: trials the journal shows ended get no second end record.
         self.__dict__.update(state)
-        self._ended = ended_trials(self.recorder.journal.path, self.stage)
+        self._ended = set(ended_trials(self.recorder.journal.path, self.stage))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         self._last[trial.trial_id] = result
         self.recorder.epoch(trial.trial_id, trial_params(trial.config, self.space), str(trial), result)
 
     def _end(self, trial: Any, status: str, stopped_by: str, error: str | None = None) -> None:
+        self._ended.add(trial.trial_id)
         last = self._last.pop(trial.trial_id, None) or trial.last_result or {}
         self.recorder.end(trial.trial_id, trial_params(trial.config, self.space), str(trial), last, status,
                           stopped_by, error)
@@ -130,6 +136,11 @@ class JournalCallback(tune.Callback):
         self._end(trial, "error", "error", _error_message(trial))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # Tune stops the trials still running at resources.time_budget_s without on_trial_complete.
+        for trial in trials if self.time_budget else ():
+            reported = trial.trial_id in self._last or (trial.last_result or {}).get("training_iteration")
+            if trial.status == "TERMINATED" and trial.trial_id not in self._ended and reported:
+                self._end(trial, "stopped_early", "time_budget")
         self.recorder.close()
 
 

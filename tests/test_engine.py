@@ -41,6 +41,23 @@ def test_grid_sweep_runs_every_point_and_seed(ray_local, tmp_path, write_spec, e
     assert list_sweeps(str(tmp_path / "results"))[0]["status"] == "finished"
 
 
+def test_the_time_budget_ends_the_running_trials_as_stopped_early_on_ray(ray_local, tmp_path, write_spec):
+    """Tune stops the trials running at the budget without reporting their end; the journal still gets it
+    (the local executor's own test is in test_local)."""
+    spec = write_spec({
+        "name": "raybudget", "trainable": "helpers.user_trainables:slow_epochs",
+        "fixed": {"epochs": 200, "sleep": 0.1},
+        "search_space": {"x": {"grid": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}},
+        "search": {"algorithm": "grid"}, "resources": {"time_budget_s": 6},
+    })
+    _, frame = run(spec, tmp_path, mlflow=False)
+    ends = trial_ends(frame)
+    assert len(ends) == 2, ends  # two CPUs; trials still pending at the budget never start
+    assert set(ends["stopped_by"]) == {"time_budget"} and set(ends["status"]) == {"stopped_early"}
+    assert ends["epoch"].between(1, 199).all()
+    assert list_sweeps(str(tmp_path / "results"))[0]["status"] == "finished"
+
+
 def test_trials_the_local_ray_cannot_place_fail_before_anything_is_written(ray_local, tmp_path, write_spec,
                                                                            monkeypatch):
     """Tune would wait forever for a GPU this machine lacks; the sweep stops with the key instead."""

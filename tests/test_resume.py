@@ -4,6 +4,7 @@ and under the local executor (which resumes with the executor it started with)."
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -83,6 +84,31 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, 
         history = client.get_metric_history(child.info.run_id, "val_acc")
         assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))
         assert child.info.status == "FINISHED"
+
+
+def test_ctrl_c_leaves_a_ray_sweep_interrupted_and_resumable(tmp_path, write_spec):
+    """Tune's own Ctrl-C handler would stop the running trials and return as if the stage had finished."""
+    spec = write_spec({
+        "name": "ctrlc", "trainable": "cnn", "dataset": "digits",
+        "fixed": {"epochs": EPOCHS, "filters": 16, "batch_size": 32},
+        "search_space": {"dropout": {"grid": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]}}, "search": {"algorithm": "grid"},
+    })
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--no-mlflow"]
+    finished = []
+    # As a terminal's Ctrl-C: SIGINT to the driver's whole process group.
+    before = kill_mid_sweep(command, results / "ctrlc" / "journal.jsonl", tmp_path, os.environ, sig=signal.SIGINT,
+                            finished=finished)
+    assert finished[0] == 130 and "regsweep: interrupted" in finished[1] and "Traceback" not in finished[1]
+    assert len(unfinished(before)) >= 1
+    state = json.loads((results / "ctrlc" / "sweep.json").read_text())
+    assert state["status"] == "running" and "search" not in state.get("stages", {})
+    resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", "ctrlc", "--results", str(results)],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    frame = read_results(str(results / "ctrlc"))
+    assert frame["trial_id"].nunique() == 6 and set(frame["status"]) == {"completed"}
+    assert not frame.duplicated(["trial_id", "epoch"]).any() and (frame.groupby("trial_id").size() == EPOCHS).all()
 
 
 def refuses_broken_tune_state(results, tmp_path, env, journal):

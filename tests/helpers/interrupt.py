@@ -28,9 +28,10 @@ def _mid_sweep(records):
     return sum(r.get("kind") == "end" for r in records) >= 1 and bool(unfinished(records, min_epochs=2))
 
 
-def kill_mid_sweep(command, journal, cwd, env, timeout=180, until=_mid_sweep):
-    """Start `command`, SIGKILL it with everything it started once `until(records)` holds (by default: a trial
-    has ended and another has journaled two epochs); return the journal's records at the kill."""
+def kill_mid_sweep(command, journal, cwd, env, timeout=180, until=_mid_sweep, sig=signal.SIGKILL, finished=None):
+    """Start `command`, send `sig` (SIGKILL by default) to it and everything it started once `until(records)`
+    holds (by default: a trial has ended and another has journaled two epochs); return the journal's records
+    at the kill. `finished`, a list, receives the driver's exit code and output."""
     # Its own process group, so the kill takes the driver and the Ray (or the workers) it started, like a crash.
     driver = subprocess.Popen(command, env=env, cwd=cwd, start_new_session=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -41,6 +42,8 @@ def kill_mid_sweep(command, journal, cwd, env, timeout=180, until=_mid_sweep):
             break
         assert driver.poll() is None, driver.stdout.read().decode()
         time.sleep(0.05)
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
+    os.killpg(driver.pid, sig)
+    output = driver.communicate(timeout=120)[0].decode()
+    if finished is not None:
+        finished.extend([driver.returncode, output])
     return journal_records(journal)
