@@ -126,20 +126,6 @@ def test_failed_trials_are_retried_from_their_checkpoint_then_recorded_with_thei
     assert len(errors) == 2 and any("Traceback" in e and "attempt 2 failed" in e for e in errors)
 
 
-def test_the_time_budget_stops_running_trials_and_starts_no_more(tmp_path, write_spec):
-    spec = write_spec({
-        "name": "localbudget", "trainable": "helpers.user_trainables:slow_epochs",
-        "fixed": {"epochs": 50, "sleep": 0.1},
-        "search_space": {"x": {"grid": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}},
-        "search": {"algorithm": "grid"}, "resources": {"time_budget_s": 1.5},
-    })
-    _, frame = run(spec, tmp_path, mlflow=False)
-    ends = trial_ends(frame)
-    assert len(ends) == 2, ends  # two slots; nothing new starts after the budget
-    assert set(ends["stopped_by"]) == {"time_budget"} and set(ends["status"]) == {"stopped_early"}
-    assert ends["epoch"].between(5, 49).all()
-
-
 @pytest.mark.parametrize("change, key, allowed", [
     ({"resources": {"storage": "s3://bucket/sweeps"}}, "resources.storage", "local folder"),
     ({"resources": {"cpu": 64}}, "resources", "too few for one trial"),
