@@ -80,7 +80,7 @@ def _pid_alive(pid: int, host: str) -> bool:
 
 
 def sweep_status(state: dict[str, Any]) -> str:
-    """finished, running, or interrupted (its driver is gone)."""
+    """finished, running, or interrupted (its driver stopped on an error or Ctrl-C, or is gone)."""
     if state.get("status") == "running" and not _pid_alive(state.get("pid", -1), state.get("host", "")):
         return "interrupted"
     return state.get("status", "unknown")

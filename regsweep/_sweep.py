@@ -78,7 +78,14 @@ def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[st
         tuner = _tune.restore_tuner(sweep, stage, paths.storage, ended_trials(paths.journal, stage))
     else:
         tuner = _tune.build_tuner(sweep, stage, paths.storage, callback, points)
-    tuner.fit()
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        # Interrupted, Tune's loop leaves its trials' actors running and holding their CPUs: a resume in this
+        # process (the Python API, a notebook) would wait for them forever. They end with this driver's Ray
+        # connection; the next sweep starts or joins Ray again.
+        _tune.ray.shutdown()
+        raise
 
 
 def _restorable(paths: SweepPaths, stage: str) -> bool:
@@ -179,6 +186,10 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
         except BaseException:
             if follower is not None:
                 follower.stop(attempts=1)
+            # Said now, not only when this process is gone: a resume from this same process (the Python API)
+            # must not take the sweep for one still running.
+            state["status"] = "interrupted"
+            write_state(paths, state)
             raise
     finally:
         if pool is not None:

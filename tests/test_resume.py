@@ -102,13 +102,46 @@ def test_ctrl_c_leaves_a_ray_sweep_interrupted_and_resumable(tmp_path, write_spe
     assert finished[0] == 130 and "regsweep: interrupted" in finished[1] and "Traceback" not in finished[1]
     assert len(unfinished(before)) >= 1
     state = json.loads((results / "ctrlc" / "sweep.json").read_text())
-    assert state["status"] == "running" and "search" not in state.get("stages", {})
+    assert state["status"] == "interrupted" and "search" not in state.get("stages", {})
     resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", "ctrlc", "--results", str(results)],
                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     frame = read_results(str(results / "ctrlc"))
     assert frame["trial_id"].nunique() == 6 and set(frame["status"]) == {"completed"}
     assert not frame.duplicated(["trial_id", "epoch"]).any() and (frame.groupby("trial_id").size() == EPOCHS).all()
+
+
+# Through the Python API, in one process: Ctrl-C (SIGINT, raised once the first trial has ended), then a
+# resume from the same process, which must neither refuse the sweep as running nor wait for the CPUs of
+# the interrupted trials.
+INTERRUPT_THEN_RESUME = """
+import signal, sys
+import regsweep
+from regsweep._record import set_trial_listener
+sweep = regsweep.load_sweep(sys.argv[1])
+set_trial_listener(lambda record: record.get("kind") == "end" and signal.raise_signal(signal.SIGINT))
+try:
+    regsweep.start_sweep(sweep, sys.argv[2], mlflow=False)
+    sys.exit("not interrupted")
+except KeyboardInterrupt:
+    print("status:", regsweep.list_sweeps(sys.argv[2])[0]["status"])
+set_trial_listener(None)
+_, frame = regsweep.resume_sweep(sweep.spec.name, sys.argv[2])
+print("trials:", frame["trial_id"].nunique(), sorted(set(frame["status"])), len(frame))
+"""
+
+
+def test_an_interrupted_sweep_resumes_from_the_same_python_process(tmp_path, write_spec):
+    spec = write_spec({
+        "name": "inprocess", "trainable": "cnn", "dataset": "digits",
+        "fixed": {"epochs": 4, "filters": 8, "batch_size": 64},
+        "search_space": {"dropout": {"grid": [0.0, 0.2, 0.4, 0.6]}}, "search": {"algorithm": "grid"},
+    })
+    done = subprocess.run([sys.executable, "-c", INTERRUPT_THEN_RESUME, str(spec), str(tmp_path / "results")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "status: interrupted" in done.stdout
+    assert "trials: 4 ['completed'] 16" in done.stdout
 
 
 def refuses_broken_tune_state(results, tmp_path, env, journal):
