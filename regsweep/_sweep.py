@@ -16,10 +16,11 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from regsweep._results import compact, ended_trials, journaled_trials, read_results
+from regsweep._results import compact, ended_trials, read_results
 from regsweep._space import grid_points, random_points
 from regsweep._state import (DEFAULT_RESULTS, SweepPaths, SweepStateError, read_state, read_sweep_state,
                              sweep_name, sweep_status, write_state)
+from regsweep._tune_storage import resumable_stage
 from regsweep._validate import Sweep, load_sweep, preflight_config, preflight_data
 
 
@@ -74,7 +75,7 @@ def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[st
     _tune.quiet_tune()
     callback = _tune.JournalCallback(paths.journal, stage, sweep.space, sweep.epochs, sweep.uses_asha(stage),
                                      time_budget=sweep.spec.resources.time_budget_s is not None)
-    if restore and _restorable(paths, stage):
+    if restore and resumable_stage(paths, stage):
         tuner = _tune.restore_tuner(sweep, stage, paths.storage, ended_trials(paths.journal, stage))
     else:
         tuner = _tune.build_tuner(sweep, stage, paths.storage, callback, points)
@@ -86,24 +87,6 @@ def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[st
         # connection; the next sweep starts or joins Ray again.
         _tune.ray.shutdown()
         raise
-
-
-def _restorable(paths: SweepPaths, stage: str) -> bool:
-    """Whether Tune can resume the stage; False for a stage that never started (a new Tuner runs it).
-
-    Never lets Tune resume from state it cannot read: it would start the stage again from an empty config."""
-    from regsweep._tune_storage import saved_state, stage_path
-
-    over = "; `regsweep run SPEC --fresh` starts the sweep over"
-    try:
-        if saved_state(stage_path(paths.storage, stage)):
-            return True
-    except ValueError as exc:
-        raise SweepStateError(f"cannot resume stage {stage!r}: {exc}{over}") from exc
-    if any(journaled_trials(paths.journal, stage)):
-        raise SweepStateError(f"cannot resume stage {stage!r}: its trials are in {paths.journal} but Ray Tune saved "
-                              f"no experiment state under {stage_path(paths.storage, stage)}{over}")
-    return False
 
 
 def _in_background(work: Callable[[], Any], name: str) -> Callable[[], Any]:
@@ -270,7 +253,7 @@ def resume_sweep(name: str, results_root: str = DEFAULT_RESULTS,
     if sweep.spec.resources.executor != "local":
         for stage in ("search", "confirm"):  # before anything starts: can Tune resume what it saved?
             if state.get("stages", {}).get(stage) != "finished":
-                _restorable(paths, stage)
+                resumable_stage(paths, stage)
     state.update(status="running", pid=os.getpid(), host=socket.gethostname(), resumed_at=time.time())
     write_state(paths, state)
     return sweep, execute(sweep, paths, state, restore=True, on_stage=on_stage)

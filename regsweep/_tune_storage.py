@@ -1,5 +1,6 @@
 """Ray Tune's storage: a local filesystem in which every file written appears whole or not at all, and a
-check, before Tuner.restore, that the state Tune saved can be read.
+check, before Tuner.restore, that the state Tune saved can be read (Ray-free: `resume` runs it before
+anything starts).
 
 Tune saves its experiment state (trial list, searcher state) to a staging folder and copies it to the
 storage path in a background thread, and workers copy their checkpoints there. On a local disk that copy
@@ -19,6 +20,9 @@ from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+
+from regsweep._results import journaled_trials
+from regsweep._state import SweepPaths, SweepStateError
 
 # Tune finds its state by pattern ("experiment_state-*.json"); a leftover temporary file never matches.
 TEMPORARY_MARK = ".regsweep-partial-"
@@ -164,3 +168,19 @@ def saved_state(path: str) -> bool:
             raise ValueError(f"{folder}/{newest}: Ray Tune's saved state cannot be read "
                              f"({type(exc).__name__}: {exc})") from exc
     return found_experiment and "tuner.pkl" in names
+
+
+def resumable_stage(paths: SweepPaths, stage: str) -> bool:
+    """Whether Tuner.restore can resume a sweep's stage; False for a stage that never started (a new Tuner
+    runs it). Raises SweepStateError rather than let Tune resume from state it cannot read."""
+    over = "; `regsweep run SPEC --fresh` starts the sweep over"
+    path = stage_path(paths.storage, stage)
+    try:
+        if saved_state(path):
+            return True
+    except ValueError as exc:
+        raise SweepStateError(f"cannot resume stage {stage!r}: {exc}{over}") from exc
+    if any(journaled_trials(paths.journal, stage)):
+        raise SweepStateError(f"cannot resume stage {stage!r}: its trials are in {paths.journal} but Ray Tune saved "
+                              f"no experiment state under {path}{over}")
+    return False
