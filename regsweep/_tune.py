@@ -27,6 +27,7 @@ os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
+from ray.tune.progress_reporter import TrialProgressCallback  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
@@ -144,6 +145,14 @@ class JournalCallback(tune.Callback):
         self.recorder.close()
 
 
+class _SilentTrialProgress(TrialProgressCallback):
+    """Tune adds its own trial printer unless given one, and that prints "Trial ... completed. Last result:"
+    at any verbosity for a trial that reported nothing (those a resume skips). regsweep's view shows trials."""
+
+    def _print(self, msg: str) -> None:
+        pass
+
+
 def _error_message(trial: Any) -> str:
     """The exception line of the trial's latest failure (Tune writes the error file locally first)."""
     text = ""
@@ -227,7 +236,8 @@ def build_tuner(sweep: Sweep, stage: str, storage: str, callback: JournalCallbac
     )
     storage_path = storage if "://" in storage else os.path.abspath(storage)
     run_config = tune.RunConfig(
-        name=stage, storage_path=storage_path, storage_filesystem=_filesystem(storage), verbose=0, callbacks=[callback],
+        name=stage, storage_path=storage_path, storage_filesystem=_filesystem(storage), verbose=0,
+        callbacks=[callback, _SilentTrialProgress(metric=spec.metric)],
         failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
         # Tune snapshots the experiment whenever a trial has saved num_to_keep checkpoints since the last
         # snapshot; with 1 that is every checkpoint, a full JSON + searcher pickle each time (O(N^2)).
