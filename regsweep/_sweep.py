@@ -182,13 +182,20 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
     return frame
 
 
+def _announce(on_stage: Callable[[str, int | None], None] | None, paths: SweepPaths, stage: str, trials: int,
+              restore: bool) -> None:
+    """Tell the view a stage starts, with the trials it has left to run (on resume, less those that ended)."""
+    if on_stage is not None:
+        on_stage(stage, trials - len(ended_trials(paths.journal, stage)) if restore else trials)
+
+
 def _run_stages(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: bool,
                 on_stage: Callable[[str, int | None], None] | None, pool: Any) -> pd.DataFrame:
     stages = state.setdefault("stages", {})
     if stages.get("search") != "finished":
         points = _stage_points(sweep)
-        if on_stage:
-            on_stage("search", len(points) if points is not None else sweep.spec.search.num_samples)
+        _announce(on_stage, paths, "search", len(points) if points is not None else sweep.spec.search.num_samples,
+                  restore)
         _run_stage(sweep, paths, "search", points, restore, pool)
         stages["search"] = "finished"
         write_state(paths, state)
@@ -199,8 +206,7 @@ def _run_stages(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore:
             write_state(paths, state)
         points = [{**params, "seed": seed} for params in state["confirm_configs"] for seed in range(sweep.spec.seeds)]
         if points:
-            if on_stage:
-                on_stage("confirm", len(points))
+            _announce(on_stage, paths, "confirm", len(points), restore)
             _run_stage(sweep, paths, "confirm", points, restore, pool)
         stages["confirm"] = "finished"
         write_state(paths, state)

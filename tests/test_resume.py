@@ -107,6 +107,9 @@ def test_ctrl_c_leaves_a_ray_sweep_interrupted_and_resumable(tmp_path, write_spe
                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "Last result" not in resumed.stdout + resumed.stderr  # Tune's printer, for the trials it skips
+    # The progress counts the trials left, not those that ended before the interrupt.
+    left = 6 - sum(r.get("kind") == "end" for r in before)
+    assert f"[search] {left} trials" in resumed.stdout and f"[search {left}/{left}]" in resumed.stdout
     frame = read_results(str(results / "ctrlc"))
     assert frame["trial_id"].nunique() == 6 and set(frame["status"]) == {"completed"}
     assert not frame.duplicated(["trial_id", "epoch"]).any() and (frame.groupby("trial_id").size() == EPOCHS).all()
