@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from regsweep._results import SUMMARY_KEYS, Journal
+from regsweep._results import SUMMARY_KEYS, Journal, journaled_trials
 from regsweep._space import config_id, decode_point
 
 # Driver-side listeners of trial records (the progress display). Module-level rather than held by
@@ -85,3 +85,19 @@ class TrialRecorder:
 
     def close(self) -> None:
         self.journal.close()
+
+
+def end_unended(journal_path: Path, stage: str, space: dict[str, Any], stopped_by: str, error: str) -> list[str]:
+    """Journal an error end for each trial of `stage` that reported epochs but has no end, once its executor
+    is done with the stage (it can no longer end them itself); returns their ids."""
+    ends, last = journaled_trials(journal_path, stage)
+    unended = [trial for trial in last if trial not in ends]
+    recorder = TrialRecorder(journal_path, stage, space)
+    for trial in unended:
+        record = last[trial]
+        params = {key[len("config/"):]: value for key, value in record.items() if key.startswith("config/")}
+        if record.get("seed") is not None:
+            params["seed"] = record["seed"]
+        recorder.end(trial, params, record.get("trial_name") or trial, record, "error", stopped_by, error)
+    recorder.close()
+    return unended

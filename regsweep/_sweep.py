@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from regsweep._record import end_unended
 from regsweep._results import compact, ended_trials, read_results
 from regsweep._space import grid_points, random_points
 from regsweep._state import (DEFAULT_RESULTS, SweepPaths, SweepStateError, read_state, read_sweep_state,
@@ -87,6 +88,10 @@ def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[st
         # connection; the next sweep starts or joins Ray again.
         _tune.ray.shutdown()
         raise
+    # A kill between the files of one of Tune's snapshots can leave its experiment state without a trial its
+    # searcher had made: Tune's resume then never runs or ends it. Recorded, not left 'running'.
+    end_unended(paths.journal, stage, sweep.space, "lost",
+                "Ray Tune's saved experiment did not list this trial, so its resume could not continue it")
 
 
 def _in_background(work: Callable[[], Any], name: str) -> Callable[[], Any]:

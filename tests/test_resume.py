@@ -115,6 +115,34 @@ def test_ctrl_c_leaves_a_ray_sweep_interrupted_and_resumable(tmp_path, write_spe
     assert not frame.duplicated(["trial_id", "epoch"]).any() and (frame.groupby("trial_id").size() == EPOCHS).all()
 
 
+def test_a_trial_missing_from_tunes_snapshot_is_recorded_not_left_running(tmp_path, write_spec):
+    """A kill between the files of one of Tune's snapshots can leave a trial out of its experiment state
+    (made certain here by taking one out): Tune's resume never runs it again, and the journal says so."""
+    spec = write_spec({
+        "name": "lost", "trainable": "cnn", "dataset": "digits",
+        "fixed": {"epochs": EPOCHS, "filters": 16, "batch_size": 32},
+        "search_space": {"dropout": {"grid": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]}},
+        "search": {"algorithm": "grid"}, "resources": {"checkpoint_every_s": 0},
+    })
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--no-mlflow"]
+    before = kill_mid_sweep(command, results / "lost" / "journal.jsonl", tmp_path, os.environ)
+    lost = next(iter(unfinished(before)))
+    [state_file] = (results / "lost" / "search").glob("experiment_state-*.json")
+    state = json.loads(state_file.read_text())
+    state["trial_data"] = [t for t in state["trial_data"] if json.loads(t[0])["trial_id"] != lost]
+    assert len(state["trial_data"]) == 5
+    state_file.write_text(json.dumps(state))
+    resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", "lost", "--results", str(results)],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    ends = read_results(str(results / "lost")).groupby("trial_id").last()
+    assert len(ends) == 6
+    assert ends.loc[lost, "status"] == "error" and ends.loc[lost, "stopped_by"] == "lost"
+    assert "did not list this trial" in ends.loc[lost, "error"]
+    assert set(ends.drop(index=lost)["status"]) == {"completed"}
+
+
 # Through the Python API, in one process: Ctrl-C (SIGINT, raised once the first trial has ended), then a
 # resume from the same process, which must neither refuse the sweep as running nor wait for the CPUs of
 # the interrupted trials.
