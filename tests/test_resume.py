@@ -18,14 +18,19 @@ pytestmark = pytest.mark.ray
 EPOCHS = 6
 
 
-@pytest.mark.parametrize("executor", ["ray", "local"])
-def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, executor):
-    spec = write_spec({
-        "name": "killme", "trainable": "cnn", "dataset": "digits",
+def dropout_grid(write_spec, name, **resources):
+    """Six CNN trials of EPOCHS epochs on digits, a grid over dropout: the sweep these tests interrupt."""
+    return write_spec({
+        "name": name, "trainable": "cnn", "dataset": "digits",
         "fixed": {"epochs": EPOCHS, "filters": 16, "batch_size": 32},
         "search_space": {"dropout": {"grid": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]}},
-        "search": {"algorithm": "grid"}, "resources": {"checkpoint_every_s": 0},
+        "search": {"algorithm": "grid"}, "resources": resources,
     })
+
+
+@pytest.mark.parametrize("executor", ["ray", "local"])
+def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, executor):
+    spec = dropout_grid(write_spec, "killme", checkpoint_every_s=0)
     results = tmp_path / "results"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--executor", executor]
@@ -88,11 +93,7 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, 
 
 def test_ctrl_c_leaves_a_ray_sweep_interrupted_and_resumable(tmp_path, write_spec):
     """Tune's own Ctrl-C handler would stop the running trials and return as if the stage had finished."""
-    spec = write_spec({
-        "name": "ctrlc", "trainable": "cnn", "dataset": "digits",
-        "fixed": {"epochs": EPOCHS, "filters": 16, "batch_size": 32},
-        "search_space": {"dropout": {"grid": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]}}, "search": {"algorithm": "grid"},
-    })
+    spec = dropout_grid(write_spec, "ctrlc")
     results = tmp_path / "results"
     command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--no-mlflow"]
     finished = []
@@ -118,12 +119,7 @@ def test_ctrl_c_leaves_a_ray_sweep_interrupted_and_resumable(tmp_path, write_spe
 def test_a_trial_missing_from_tunes_snapshot_is_recorded_not_left_running(tmp_path, write_spec):
     """A kill between the files of one of Tune's snapshots can leave a trial out of its experiment state
     (made certain here by taking one out): Tune's resume never runs it again, and the journal says so."""
-    spec = write_spec({
-        "name": "lost", "trainable": "cnn", "dataset": "digits",
-        "fixed": {"epochs": EPOCHS, "filters": 16, "batch_size": 32},
-        "search_space": {"dropout": {"grid": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]}},
-        "search": {"algorithm": "grid"}, "resources": {"checkpoint_every_s": 0},
-    })
+    spec = dropout_grid(write_spec, "lost", checkpoint_every_s=0)
     results = tmp_path / "results"
     command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--no-mlflow"]
     before = kill_mid_sweep(command, results / "lost" / "journal.jsonl", tmp_path, os.environ)
