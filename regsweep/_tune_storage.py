@@ -21,7 +21,7 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from regsweep._results import journaled_trials
+from regsweep._results import filesystem_for, journaled_trials
 from regsweep._state import SweepPaths, SweepStateError
 
 # Tune finds its state by pattern ("experiment_state-*.json"); a leftover temporary file never matches.
@@ -151,7 +151,7 @@ def saved_state(path: str) -> bool:
 
     Raises ValueError naming the file when a file Tune needs to resume cannot be read: Tune would log the
     failure and start the stage again from an empty config, as if it were a new experiment."""
-    fs, folder = pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), path)
+    fs, folder = filesystem_for(path)
     infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
     names = [info.base_name for info in infos if info.type == pafs.FileType.File]
     found_experiment = False
