@@ -65,7 +65,8 @@ def top_configs(frame: pd.DataFrame, sweep: Sweep, stage: str = "search") -> lis
 
 
 def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[str, Any]] | None,
-               restore: bool, pool: Any) -> None:
+               restore: bool, pool: Any, saved: frozenset[str]) -> None:
+    """Run one stage in the local executor's `pool`, or under Ray Tune: restored when it is in `saved`."""
     if pool is not None:
         from regsweep._local import run_stage
 
@@ -76,7 +77,7 @@ def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[st
     _tune.quiet_tune()
     callback = _tune.JournalCallback(paths.journal, stage, sweep.space, sweep.epochs, sweep.uses_asha(stage),
                                      time_budget=sweep.spec.resources.time_budget_s is not None)
-    if restore and resumable_stage(paths, stage):
+    if stage in saved:
         tuner = _tune.restore_tuner(sweep, stage, paths.storage, ended_trials(paths.journal, stage))
     else:
         tuner = _tune.build_tuner(sweep, stage, paths.storage, callback, points)
@@ -139,10 +140,11 @@ def _beside_ray_start(sweep: Sweep, prepare: Callable[[], None]) -> None:
 
 def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: bool,
             on_stage: Callable[[str, int | None], None] | None = None, check_data: bool = False,
-            create: Callable[[], None] | None = None) -> pd.DataFrame:
+            create: Callable[[], None] | None = None, saved: frozenset[str] = frozenset()) -> pd.DataFrame:
     """Run (or finish) every stage of the sweep, keeping the state file current. A new sweep's data check
     (`check_data`) runs while Ray or the local executor's workers start; `create` (its results folder)
-    once they can place a trial. MLflow opens meanwhile and logs from a thread."""
+    once they can place a trial. MLflow opens meanwhile and logs from a thread. Under Ray, the stages in
+    `saved` resume through Tuner.restore."""
     from regsweep._tracking import creates_store, finish_tracking, open_client, start_tracking
 
     new_store = creates_store(sweep, state)
@@ -170,7 +172,7 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
         follower = start_tracking(sweep, paths, state, client, wait=pool is None)
         write_state(paths, state)
         try:
-            frame = _run_stages(sweep, paths, state, restore, on_stage, pool)
+            frame = _run_stages(sweep, paths, state, restore, on_stage, pool, saved)
         except BaseException:
             if follower is not None:
                 follower.stop(attempts=1)
@@ -195,13 +197,13 @@ def _announce(on_stage: Callable[[str, int | None], None] | None, paths: SweepPa
 
 
 def _run_stages(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: bool,
-                on_stage: Callable[[str, int | None], None] | None, pool: Any) -> pd.DataFrame:
+                on_stage: Callable[[str, int | None], None] | None, pool: Any, saved: frozenset[str]) -> pd.DataFrame:
     stages = state.setdefault("stages", {})
     if stages.get("search") != "finished":
         points = _stage_points(sweep)
         _announce(on_stage, paths, "search", len(points) if points is not None else sweep.spec.search.num_samples,
                   restore)
-        _run_stage(sweep, paths, "search", points, restore, pool)
+        _run_stage(sweep, paths, "search", points, restore, pool, saved)
         stages["search"] = "finished"
         write_state(paths, state)
     frame = compact(paths.journal, paths.storage)
@@ -212,7 +214,7 @@ def _run_stages(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore:
         points = [{**params, "seed": seed} for params in state["confirm_configs"] for seed in range(sweep.spec.seeds)]
         if points:
             _announce(on_stage, paths, "confirm", len(points), restore)
-            _run_stage(sweep, paths, "confirm", points, restore, pool)
+            _run_stage(sweep, paths, "confirm", points, restore, pool, saved)
         stages["confirm"] = "finished"
         write_state(paths, state)
         frame = compact(paths.journal, paths.storage)
@@ -261,13 +263,14 @@ def resume_sweep(name: str, results_root: str = DEFAULT_RESULTS,
         raise SweepStateError(f"sweep {name} is still running (pid {state['pid']})")
     if status == "finished":
         return sweep, compact(paths.journal, paths.storage)
+    saved: frozenset[str] = frozenset()
     if sweep.spec.resources.executor != "local":
-        for stage in ("search", "confirm"):  # before anything starts: can Tune resume what it saved?
-            if state.get("stages", {}).get(stage) != "finished":
-                resumable_stage(paths, stage)
+        # Before anything starts: which unfinished stages Tune saved, and can it read what it saved?
+        saved = frozenset(stage for stage in ("search", "confirm")
+                          if state.get("stages", {}).get(stage) != "finished" and resumable_stage(paths, stage))
     state.update(status="running", pid=os.getpid(), host=socket.gethostname(), resumed_at=time.time())
     write_state(paths, state)
-    return sweep, execute(sweep, paths, state, restore=True, on_stage=on_stage)
+    return sweep, execute(sweep, paths, state, restore=True, on_stage=on_stage, saved=saved)
 
 
 def open_sweep(name: str, results_root: str = DEFAULT_RESULTS) -> tuple[Sweep, SweepPaths, dict[str, Any]]:
