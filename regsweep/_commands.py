@@ -131,7 +131,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from regsweep._sweep import start_sweep, sweep_name
     from regsweep._validate import load_sweep
 
-    sweep = load_sweep(args.spec, _run_overrides(args), smoke=args.smoke)
+    # A local executor's sweep has its models checked by its first worker, so that this process imports no torch.
+    sweep = load_sweep(args.spec, _run_overrides(args), smoke=args.smoke, check_models=False)
     view = _attach_view(sweep.spec.metric, sweep.spec.mode, sweep.epochs)
     try:
         frame = start_sweep(sweep, args.results, storage=args.storage, fresh=args.fresh,

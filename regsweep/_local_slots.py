@@ -10,7 +10,7 @@ from typing import Any
 
 from regsweep._local_worker import serve, start_fork_server
 from regsweep._spec import SpecError
-from regsweep._validate import Sweep
+from regsweep._validate import Sweep, model_problems
 from trainables import DatasetError, Problem
 
 
@@ -88,33 +88,50 @@ class WorkerPool:
         theirs.close()
         slot.conn = ours
 
-    def check_data(self, config: dict[str, Any] | None) -> None:
-        """Build the trial of `config` in the first worker (the data check of preflight_data, which also leaves
-        the data loaded there); its DatasetError is raised here, as one clear error before anything is written.
-        Closes the pool on any error."""
-        slot = self.slots[0]
+    def preflight(self, config: dict[str, Any] | None) -> None:
+        """In the first worker, which has torch loaded: build and run the model of every config load_sweep left
+        unchecked (sweep.unchecked_models), raising the SpecError load_sweep would have; then build the trial of
+        `config` (the data check of preflight_data, which also leaves the data loaded there), whose
+        DatasetError is raised here. Either is one clear error before anything is written. Closes the pool on
+        any error."""
+        slot, sweep = self.slots[0], self.sweep
         try:
-            if config is not None:
-                self.start(slot)  # waits until the fork server has imported torch
-                slot.conn.send({"preflight": True, "trainable": self.sweep.spec.trainable, "config": config,
-                                "threads": self.sweep.threads})
-                self._preflight_answer(slot)
+            unchecked = [config for _, config in sweep.unchecked_models]
+            if config is None and not unchecked:
+                return
+            self.start(slot)  # waits until the fork server has imported torch
+            slot.conn.send({"preflight": True, "trainable": sweep.spec.trainable, "config": config,
+                            "check_models": unchecked, "threads": sweep.threads})
+            found = self._answer(slot, "check the sweep's configs and data")
+            problems = model_problems(sweep, found) if any(found) else []
+            if problems:
+                raise SpecError(problems)
+            sweep.unchecked_models = []
         except BaseException:
             self.close()
             raise
 
-    def _preflight_answer(self, slot: Slot) -> None:
+    def export(self, checkpoint: str, target: str, meta: dict[str, Any]) -> None:
+        """trainables.loop.export_model, run in an idle worker (this process need not import torch)."""
+        slot = next((s for s in self.slots if s.process is not None and s.running is None), self.slots[0])
+        if slot.process is None or not slot.process.is_alive():
+            self.start(slot)
+        slot.conn.send({"export": (checkpoint, target, meta)})
+        self._answer(slot, "write the best model")
+
+    def _answer(self, slot: Slot, what: str) -> list[list[Problem]]:
         try:
             kind, body = slot.conn.recv()
         except (EOFError, OSError):
             slot.process.join(timeout=5)
             raise RuntimeError(f"the local executor's worker ended (exit code {slot.process.exitcode}) before it could "
-                               "check the data; a script of yours that starts sweeps must guard its entry point with "
+                               f"{what}; a script of yours that starts sweeps must guard its entry point with "
                                "`if __name__ == '__main__':`, as any multiprocessing program") from None
         if kind == "error":
             if body["type"] == "DatasetError":
                 raise DatasetError(body["text"])
-            raise RuntimeError(f"checking the sweep's data failed in a worker:\n{body['traceback']}")
+            raise RuntimeError(f"a worker could not {what}:\n{body['traceback']}")
+        return body if kind == "problems" else []
 
     def close(self) -> None:
         """Stop every worker (a trial still running is abandoned, as on Ctrl-C)."""

@@ -24,7 +24,9 @@ PENDING_KEY = "_checkpoint"  # in an epoch's message: the checkpoint to commit o
 # Imported once by the fork server; every worker starts with them loaded.
 # Not scikit-learn: the datasets it prepares are read from the data cache (trainables.data), and only a
 # cold cache makes a worker import it.
-PRELOAD = ["torch", "torch._dynamo", "trainables._registry", "regsweep._local_worker", "regsweep._ahead"]
+PRELOAD = [
+    "torch", "torch._dynamo", "trainables._registry", "trainables.loop", "regsweep._local_worker", "regsweep._ahead",
+]
 
 
 def start_fork_server() -> Any:
@@ -87,10 +89,25 @@ def serve(conn: Any, visible_devices: str, environ: dict[str, str]) -> None:
 
 
 def _run(task: dict[str, Any], conn: Any) -> bool:
-    """Train one trial; True when it ran to its end, False when the driver stopped it. A preflight
-    task only builds the trial: the data check, which also leaves the data loaded in this worker."""
+    """Train one trial; True when it ran to its end, False when the driver stopped it. A preflight task
+    checks that the sweep's configs build models that run, answering ("problems", [problems per config])
+    when any does not, then builds its trial: the data check, which also leaves the data loaded here.
+    An export task writes the best model (trainables.loop.export_model)."""
     if task.get("preflight"):
-        _builtin_trial(task)
+        import trainables
+
+        found = [trainables.get_trainable(task["trainable"]).check_model(c) for c in task["check_models"]]
+        if any(found):
+            _talk(conn, ("problems", found), answer=False)
+            return False
+        if task["config"] is not None:
+            _builtin_trial(task)
+        _talk(conn, ("ready", None), answer=False)
+        return False
+    if "export" in task:
+        from trainables.loop import export_model
+
+        export_model(*task["export"])
         _talk(conn, ("ready", None), answer=False)
         return False
     placement = {"node_id": f"local:{socket.gethostname()}", "attempt_started_at": time.time()}

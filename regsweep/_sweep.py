@@ -152,14 +152,20 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
     client = (_in_background(lambda: open_client(sweep, state), "regsweep-open-mlflow")
               if state.get("mlflow", True) else None)
     pool = None
-    if sweep.spec.resources.executor == "local":
-        from regsweep._local_slots import WorkerPool
+    try:
+        if sweep.spec.resources.executor == "local":
+            from regsweep._local_slots import WorkerPool
 
-        pool = WorkerPool(sweep, paths.storage)
-        # In a worker, which keeps the data for its trials; the driver never loads it.
-        pool.check_data(preflight_config(sweep) if check_data and sweep.builtin else None)
-    else:
-        _beside_ray_start(sweep, lambda: preflight_data(sweep) if check_data else None)
+            pool = WorkerPool(sweep, paths.storage)
+            # In a worker, which keeps the data for its trials; the driver never loads it.
+            pool.preflight(preflight_config(sweep) if check_data and sweep.builtin else None)
+        else:
+            _beside_ray_start(sweep, lambda: preflight_data(sweep) if check_data else None)
+    except BaseException:
+        if new_store:  # MLflow's migrations, stopped midway by this process's exit, would leave its database broken
+            with contextlib.suppress(Exception):
+                client()
+        raise
     try:
         # Only once trials can be placed: a sweep that cannot run leaves no folder and no MLflow run behind.
         if create is not None:
@@ -181,10 +187,12 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
             state["status"] = "interrupted"
             write_state(paths, state)
             raise
+        # The best model is written by an idle worker: this process imported no torch (load_sweep's model checks
+        # ran in a worker too), and importing it here, 1.2 s, would come after the last trial.
+        finish_tracking(follower, sweep, paths, state, frame, export=pool.export if pool is not None else None)
     finally:
         if pool is not None:
             pool.close()
-    finish_tracking(follower, sweep, paths, state, frame)
     write_state(paths, state)
     return frame
 

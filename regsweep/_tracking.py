@@ -18,6 +18,8 @@ from regsweep._mlflow import MlflowSync, resolve_tracking_uri, sqlite_file, tria
 from regsweep._validate import Sweep
 
 BEST_MODEL_FILE = "best_model.pt"
+# Writes a best_model.pt: trainables.loop.export_model, or a local executor's worker running it.
+Export = Callable[[str, str, dict[str, Any]], None]
 
 
 def without_credentials(uri: str) -> str:
@@ -99,8 +101,10 @@ def start_tracking(sweep: Sweep, paths: Any, state: dict[str, Any],
     return follower.start()
 
 
-def save_best_model(sweep: Sweep, paths: Any, frame: pd.DataFrame) -> tuple[str, Path] | None:
-    """Write the best configuration's weights and config to results/NAME/best_model.pt."""
+def save_best_model(sweep: Sweep, paths: Any, frame: pd.DataFrame,
+                    export: Export | None = None) -> tuple[str, Path] | None:
+    """Write the best configuration's weights and config to results/NAME/best_model.pt, through `export`
+    (trainables.loop.export_model's signature; by default that function, in this process)."""
     if not sweep.builtin:
         return None
     best = best_trial(frame, sweep.spec.metric, sweep.spec.mode)
@@ -110,19 +114,19 @@ def save_best_model(sweep: Sweep, paths: Any, frame: pd.DataFrame) -> tuple[str,
     found = sorted(glob.glob(pattern))
     if not found:
         return None
-    import torch
-
-    state = torch.load(found[-1], map_location="cpu", weights_only=False)
+    if export is None:
+        from trainables.loop import export_model as export
     params = config_params(best, param_columns(frame))
     config = {**sweep.fixed, **params, "seed": int(best["seed"])}
     target = paths.local / BEST_MODEL_FILE
-    torch.save({"trainable": sweep.spec.trainable, "config": config, "state_dict": state["model"],
-                "epoch": state["epoch"], sweep.spec.metric: float(best[sweep.spec.metric])}, target)
+    export(found[-1], str(target), {"trainable": sweep.spec.trainable, "config": config,
+                                    sweep.spec.metric: float(best[sweep.spec.metric])})
     return f"{best['stage']}/{best['trial_id']}", target
 
 
-def _finish(sync: MlflowSync, sweep: Sweep, paths: Any, frame: pd.DataFrame, finished: bool) -> None:
-    best = save_best_model(sweep, paths, frame)
+def _finish(sync: MlflowSync, sweep: Sweep, paths: Any, frame: pd.DataFrame, finished: bool,
+            export: Export | None = None) -> None:
+    best = save_best_model(sweep, paths, frame, export)
     if best is not None and best[0] in sync.runs:
         sync.log_model(*best)
     if finished:
@@ -130,15 +134,16 @@ def _finish(sync: MlflowSync, sweep: Sweep, paths: Any, frame: pd.DataFrame, fin
 
 
 def finish_tracking(follower: JournalFollower | None, sweep: Sweep, paths: Any, state: dict[str, Any],
-                    frame: pd.DataFrame) -> None:
-    """Flush the follower, then log the summary and the best model on the parent run."""
+                    frame: pd.DataFrame, export: Export | None = None) -> None:
+    """Flush the follower, then log the summary and the best model (written by `export`, see save_best_model)
+    on the parent run."""
     if follower is None:
         return
     if not follower.stop():
         warn(f"MLflow still lacks some results; run `regsweep sync-mlflow {state['name']}` when it is back")
         return
     try:
-        _finish(follower.sync, sweep, paths, frame, state.get("status") == "finished")
+        _finish(follower.sync, sweep, paths, frame, state.get("status") == "finished", export)
     except Exception as exc:
         warn(f"could not write the sweep summary to MLflow ({exc}); run `regsweep sync-mlflow {state['name']}`")
 

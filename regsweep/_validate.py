@@ -8,7 +8,7 @@ import hashlib
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import trainables
 from regsweep._overrides import set_dotted
@@ -35,6 +35,9 @@ class Sweep:
     spec_text: str
     smoke: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
+    # (point, config) pairs whose models are still to be built and run: left by load_sweep(check_models=False)
+    # to the local executor's first worker, which has torch loaded.
+    unchecked_models: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
 
     @property
     def spec_hash(self) -> str:
@@ -108,34 +111,68 @@ def _check_space(spec: SweepSpec, space: Space, source: str) -> list[Problem]:
     return problems
 
 
-def _check_configs(sweep: Sweep, source: str) -> list[Problem]:
-    spec = sweep.spec
-    trainable = trainables.TRAINABLES[spec.trainable]
-    points = _points(sweep)
-    problems: dict[tuple[str, str], Problem] = {}
+def _sweep_configs(sweep: Sweep) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(point, config) of every distinct config the sweep can produce, at most 2,000 of them."""
     checked: set[str] = set()
-    for point in points or [{}]:
-        for seed in range(spec.seeds):
+    for point in _points(sweep) or [{}]:
+        for seed in range(sweep.spec.seeds):
             config = {**sweep.fixed, **point, "seed": seed}
             signature = repr(sorted(config.items(), key=lambda kv: kv[0]))
             if signature in checked:
                 continue
             checked.add(signature)
-            for problem in trainable.check(config):
-                head = problem.key.split(".")[0]
-                if head in sweep.space:
-                    prefix = "search_space"
-                elif head == "dataset" and "dataset" not in spec.fixed:
-                    prefix = ""
-                else:
-                    prefix = "fixed"
-                located = problem.located(source, prefix)
-                if point and head not in sweep.space and problem.combination:
-                    located = Problem(located.key, located.given, f"{located.allowed} (at {point})", source, True)
-                problems.setdefault((located.key, located.allowed), located)
+            yield point, config
             if len(checked) > 2000:
-                break
-    return list(problems.values())
+                return
+
+
+def _locate(sweep: Sweep, point: dict[str, Any], problem: Problem) -> Problem:
+    """A trainable's problem with a config, as the spec key it comes from (`search_space.` or `fixed.`)."""
+    source = str(sweep.spec_path)
+    head = problem.key.split(".")[0]
+    if head in sweep.space:
+        prefix = "search_space"
+    elif head == "dataset" and "dataset" not in sweep.spec.fixed:
+        prefix = ""
+    else:
+        prefix = "fixed"
+    located = problem.located(source, prefix)
+    if point and head not in sweep.space and problem.combination:
+        located = Problem(located.key, located.given, f"{located.allowed} (at {point})", source, True)
+    return located
+
+
+def _unique(problems: Iterable[Problem]) -> list[Problem]:
+    first: dict[tuple[str, str], Problem] = {}
+    for problem in problems:
+        first.setdefault((problem.key, problem.allowed), problem)
+    return list(first.values())
+
+
+def _check_configs(sweep: Sweep, models: bool) -> list[Problem]:
+    """Every config against its trainable's schema; and, with `models`, whether each builds a model that runs
+    (torch). Without, the configs that passed are left in sweep.unchecked_models for model_problems."""
+    trainable = trainables.TRAINABLES[sweep.spec.trainable]
+    problems, valid = [], []
+    for point, config in _sweep_configs(sweep):
+        found = trainable.check_config(config)
+        problems += [_locate(sweep, point, problem) for problem in found]
+        if not found:
+            valid.append((point, config))
+    if models:
+        problems += model_problems(sweep, [trainable.check_model(config) for _, config in valid], valid)
+    else:
+        sweep.unchecked_models = valid
+    return _unique(problems)
+
+
+def model_problems(sweep: Sweep, found: list[list[Problem]],
+                   checked: list[tuple[dict[str, Any], dict[str, Any]]] | None = None) -> list[Problem]:
+    """The problems check_model `found` with each config of `checked` (by default sweep.unchecked_models),
+    located in the spec."""
+    checked = sweep.unchecked_models if checked is None else checked
+    return _unique(_locate(sweep, point, problem) for (point, _), problems in zip(checked, found)
+                   for problem in problems)
 
 
 def _check_device(sweep: Sweep, source: str) -> list[Problem]:
@@ -156,8 +193,12 @@ def _points(sweep: Sweep) -> list[dict[str, Any]]:
     return grid_points(sweep.space) if sweep.spec.search.algorithm == "grid" else corner_points(sweep.space)
 
 
-def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke: bool = False) -> Sweep:
-    """Read, validate and resolve a sweep file. Raises SpecError listing every problem found."""
+def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke: bool = False,
+               check_models: bool = True) -> Sweep:
+    """Read, validate and resolve a sweep file. Raises SpecError listing every problem found.
+
+    `check_models=False` leaves building each config's model (which imports torch, about 1.2 s) to the local
+    executor's first worker, before any trial starts, when the sweep runs there; other sweeps check here."""
     spec_path = Path(path)
     source = str(spec_path)
     raw = read_yaml(spec_path)
@@ -214,7 +255,8 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke:
                                 "SuccessiveHalvingPruner) needs a whole number, 2 or more; or use "
                                 "resources.executor: ray", source))
     if not problems and sweep.builtin:
-        problems += _check_configs(sweep, source) + _check_device(sweep, source)
+        in_worker = not check_models and spec.resources.executor == "local"
+        problems += _check_configs(sweep, models=not in_worker) + _check_device(sweep, source)
     if problems:
         raise SpecError(problems)
     return sweep

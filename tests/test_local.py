@@ -8,7 +8,7 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from regsweep._results import SUMMARY_KEYS, read_journal
+from regsweep._results import SUMMARY_KEYS, read_journal, read_results
 from regsweep._spec import SpecError
 from regsweep._sweep import start_sweep
 from regsweep._validate import load_sweep
@@ -143,22 +143,45 @@ def test_what_the_local_executor_cannot_do_is_refused_before_anything_is_written
     assert not (tmp_path / "results" / "localbad").exists()
 
 
-def test_the_cli_runs_a_local_sweep_without_importing_ray(tmp_path, write_spec):
+def test_the_cli_runs_a_local_sweep_without_importing_ray_or_torch(tmp_path, write_spec, monkeypatch):
+    """Torch is the workers' (1.2 s to import): the driver checks the configs' schema, a worker builds their
+    models and writes the best model's file."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     spec = write_spec({
         "name": "localcli", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 2, "hidden": [16]},
         "search_space": {"dropout": {"uniform": [0.0, 0.5]}},
         "search": {"algorithm": "optuna", "num_samples": 4}, "resources": {"executor": "local"},
     })
     code = ("import sys\nfrom regsweep.cli import main\n"
-            f"code = main(['run', {str(spec)!r}, '--results', 'results', '--no-mlflow'])\n"
-            "print('ray imported:', 'ray' in sys.modules)\nsys.exit(code)")
+            f"code = main(['run', {str(spec)!r}, '--results', 'results'])\n"
+            "print('imported:', sorted({'ray', 'torch'} & set(sys.modules)))\nsys.exit(code)")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "ray imported: False" in done.stdout and "sweep localcli: 4 trials completed 4" in done.stdout
-    state = json.loads((tmp_path / "results" / "localcli" / "sweep.json").read_text())
+    assert "imported: []" in done.stdout and "sweep localcli: 4 trials completed 4" in done.stdout
+    folder = tmp_path / "results" / "localcli"
+    state = json.loads((folder / "sweep.json").read_text())
     assert state["status"] == "finished" and state["overrides"] == {}
-    journal = read_journal(tmp_path / "results" / "localcli" / "journal.jsonl")
+    journal = read_journal(folder / "journal.jsonl")
     assert len([r for r in journal if r["kind"] == "end"]) == 4
+
+    import torch
+
+    import trainables
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    run = client.get_run(client.get_run(state["mlflow_parent_run_id"]).data.tags["best_run_id"])
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/best_model.pt"]
+    ends = trial_ends(read_results(str(folder))).set_index("trial_id")
+    best = ends.loc[run.data.tags["trial_id"]]
+    assert best["val_acc"] == ends["val_acc"].max()
+    saved = torch.load(folder / "best_model.pt", weights_only=False)
+    assert saved["trainable"] == "mlp" and saved["epoch"] == 2 and saved["val_acc"] == best["val_acc"]
+    assert saved["config"]["dropout"] == best["config/dropout"] and saved["config"]["hidden"] == [16]
+    # The weights are the best trial's last checkpoint's, and load into the model its config builds.
+    checkpoint = torch.load(folder / "search" / best.name / "checkpoint_last" / "trial.pt", weights_only=False)
+    assert saved["state_dict"].keys() == checkpoint["model"].keys()
+    assert all(torch.equal(saved["state_dict"][k], v) for k, v in checkpoint["model"].items())
+    trainables.get_trainable("mlp").make_trial(saved["config"]).model.load_state_dict(saved["state_dict"])
 
 
 @pytest.mark.parametrize("cpus, gpus, cpu, gpu, limit, expected", [

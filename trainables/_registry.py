@@ -9,8 +9,9 @@ from pydantic import ValidationError
 
 from trainables._config import CNNConfig, ConvLSTMConfig, MLPConfig, ResMLPConfig, TrainConfig
 from trainables._problems import ConfigError, Problem, did_you_mean, problems_from_validation_error
-from trainables.loop import ForecastTrial, RegressionTrial, Trial
-from trainables.models import InvalidModelConfig, check_buildable
+
+# The loop and the models import torch (about 1.2 s) on first use, not here: a driver whose trials run in
+# other processes (the local executor's workers) validates configs without it.
 
 # Image shape and classes per dataset, so checks need no data on disk.
 DATASET_SHAPES = {
@@ -42,11 +43,12 @@ def field_shape_of(cfg: TrainConfig) -> tuple[tuple[int, ...], int]:
 
 @dataclass(frozen=True)
 class TrainableSpec:
-    """A built-in trainable: its config model and how to make a Trial of it."""
+    """A built-in trainable: its config model and how to make a Trial of it (`trial_class` names a class of
+    trainables.loop)."""
 
     name: str
     config_model: type[TrainConfig]
-    trial_class: type[Trial] = Trial
+    trial_class: str = "Trial"
     shape_of: Callable[[TrainConfig], tuple[tuple[int, ...], int]] = image_shape_of
     smoke_dataset: str = "digits"  # the offline data of smoke runs and tests
 
@@ -56,10 +58,22 @@ class TrainableSpec:
 
     def check(self, config: dict[str, Any]) -> list[Problem]:
         """Every problem in `config`, including configs that cannot build a model."""
+        return self.check_config(config) or self.check_model(config)
+
+    def check_config(self, config: dict[str, Any]) -> list[Problem]:
+        """The problems the config's schema finds (keys, types, ranges); no torch needed."""
         try:
-            cfg = self.config_model.model_validate(config)
+            self.config_model.model_validate(config)
         except ValidationError as exc:
             return problems_from_validation_error(exc, {"": self.keys})
+        return []
+
+    def check_model(self, config: dict[str, Any]) -> list[Problem]:
+        """Whether a config that passed check_config builds a model that runs (on the meta device, and on
+        uninitialised CPU memory); imports torch."""
+        from trainables.models import InvalidModelConfig, check_buildable
+
+        cfg = self.config_model.model_validate(config)
         shape, outputs = self.shape_of(cfg)
         try:
             check_buildable(cfg, shape, outputs)
@@ -74,8 +88,11 @@ class TrainableSpec:
             raise ConfigError(problems)
         return self.config_model.model_validate(config)
 
-    def make_trial(self, config: dict[str, Any]) -> Trial:
-        return self.trial_class(self.parse(config))
+    def make_trial(self, config: dict[str, Any]) -> Any:
+        """A trainables.loop Trial of `config`; raises ConfigError listing every problem."""
+        from trainables import loop
+
+        return getattr(loop, self.trial_class)(self.parse(config))
 
     def run(self, config: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Yield each epoch's metrics; the last one also carries the trial's summary."""
@@ -91,8 +108,8 @@ class TrainableSpec:
 TRAINABLES: dict[str, TrainableSpec] = {
     "cnn": TrainableSpec("cnn", CNNConfig),
     "mlp": TrainableSpec("mlp", MLPConfig),
-    "resmlp": TrainableSpec("resmlp", ResMLPConfig, RegressionTrial, table_shape_of, "diabetes"),
-    "convlstm": TrainableSpec("convlstm", ConvLSTMConfig, ForecastTrial, field_shape_of, "synthetic"),
+    "resmlp": TrainableSpec("resmlp", ResMLPConfig, "RegressionTrial", table_shape_of, "diabetes"),
+    "convlstm": TrainableSpec("convlstm", ConvLSTMConfig, "ForecastTrial", field_shape_of, "synthetic"),
 }
 
 
