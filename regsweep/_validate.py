@@ -1,5 +1,6 @@
 """Everything checked before Ray starts: the schema, the search space against the algorithm,
-and every config the sweep can produce against its trainable (models built on the meta device)."""
+and every config the sweep can produce against its trainable (models built on the meta device; for the
+local executor's `regsweep run`, in its first worker, see load_sweep's check_models)."""
 
 from __future__ import annotations
 
