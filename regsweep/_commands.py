@@ -149,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from regsweep._sweep import open_sweep, resume_sweep
 
-    sweep, _, _ = open_sweep(args.name, args.results)
+    sweep, _, _ = open_sweep(args.name, args.results, check_models=False)  # for the view; resume_sweep checks
     view = _attach_view(sweep.spec.metric, sweep.spec.mode, sweep.epochs)
     try:
         sweep, frame = resume_sweep(args.name, args.results, on_stage=view.stage_started)

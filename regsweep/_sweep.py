@@ -265,7 +265,7 @@ def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str 
 def resume_sweep(name: str, results_root: str = DEFAULT_RESULTS,
                  on_stage: Callable[[str, int | None], None] | None = None) -> tuple[Sweep, pd.DataFrame]:
     """Continue an interrupted sweep through Tuner.restore; finished trials are not rerun."""
-    sweep, paths, state = open_sweep(name, results_root)
+    sweep, paths, state = open_sweep(name, results_root, check_models=False)  # on the local executor, in a worker
     status = sweep_status(state)
     if status == "running":
         raise SweepStateError(f"sweep {name} is still running (pid {state['pid']})")
@@ -281,14 +281,15 @@ def resume_sweep(name: str, results_root: str = DEFAULT_RESULTS,
     return sweep, execute(sweep, paths, state, restore=True, on_stage=on_stage, saved=saved)
 
 
-def open_sweep(name: str, results_root: str = DEFAULT_RESULTS) -> tuple[Sweep, SweepPaths, dict[str, Any]]:
-    """A sweep's validated spec, paths and state, from its results folder."""
+def open_sweep(name: str, results_root: str = DEFAULT_RESULTS,
+               check_models: bool = True) -> tuple[Sweep, SweepPaths, dict[str, Any]]:
+    """A sweep's validated spec (see load_sweep for `check_models`), paths and state, from its results folder."""
     local = (Path(results_root) / name).absolute()
     state = read_sweep_state(name, results_root)
     original = Path(state["spec_path"])
     unchanged = original.exists() and original.read_text() == state["spec_text"]
     sweep = load_sweep(original if unchanged else local / "spec.yaml", state.get("overrides") or {},
-                       smoke=state.get("smoke", False))
+                       smoke=state.get("smoke", False), check_models=check_models)
     return sweep, SweepPaths(local, state["storage"]), state
 
 

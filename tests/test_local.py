@@ -46,10 +46,13 @@ def kill_local_sweep(tmp_path, write_spec, spec, **until):
 
 
 def resume(tmp_path, results, name):
-    """`regsweep resume NAME` in a process of its own; it must succeed."""
-    resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", name, "--results", str(results)],
-                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    """`regsweep resume NAME` in a process of its own; it must succeed, without importing torch (its workers do)."""
+    code = ("import sys\nfrom regsweep.cli import main\n"
+            f"code = main(['resume', {name!r}, '--results', {str(results)!r}])\n"
+            "print('torch imported:', 'torch' in sys.modules)\nsys.exit(code)")
+    resumed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "torch imported: False" in resumed.stdout
 
 
 def test_trials_run_two_at_once_in_worker_processes_with_checkpoints_and_mlflow_runs(tmp_path, write_spec):
