@@ -6,9 +6,9 @@
 # 1. the training loop's GPU tests (tests/test_gpu.py) and the loop/model tests with device auto = cuda;
 # 2. epoch throughput on the GPU (digits and 28x28), regsweep against the minimal and DataLoader loops,
 #    plus bf16 autocast;
-# 3. two small sweeps through Ray Tune: `resources.gpu: 0.25` (four trials share the GPU) and
-#    `resources.gpu: 0` (the trials must not reach the GPU Ray did not give them); the results table's
-#    `device` column says where each trial trained.
+# 3. four small sweeps, on Ray Tune and on the local executor: `resources.gpu: 0.25` (four trials share the
+#    GPU) and `resources.gpu: 0` (the trials must not reach the GPU they were not given); the results
+#    table's `device` column says where each trial trained.
 # Wheels in .whl/ are installed first where the host lacks packages (BENCHMARKS.md, "GPU", lists the ones
 # the lent H200 host needed: pydantic, mlxtend, Ray without its Java jar and dashboard build, Optuna, ...).
 set -u
@@ -26,16 +26,17 @@ $PY -c "import torch, ray, optuna, pydantic; print('torch', torch.__version__, '
   | tee -a "$OUT/gpu.txt"
 
 echo "== 1. tests on the GPU"
-timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_loop.py tests/test_models.py 2>&1 \
+timeout 120 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_loop.py tests/test_models.py 2>&1 \
   | tail -30 | tee "$OUT/tests.txt"
 
 echo "== 2. epoch throughput on the GPU"
-timeout 90 $PY bench/epoch_throughput.py --quick --device cuda --bf16 2>&1 | tee "$OUT/throughput_digits.txt"
-timeout 120 $PY bench/epoch_throughput.py --device cuda --bf16 2>&1 | tee "$OUT/throughput_28x28.txt"
+timeout 60 $PY bench/epoch_throughput.py --quick --device cuda --bf16 2>&1 | tee "$OUT/throughput_digits.txt"
+timeout 90 $PY bench/epoch_throughput.py --device cuda --bf16 2>&1 | tee "$OUT/throughput_28x28.txt"
 
-echo "== 3. sweeps through Ray Tune on the GPU host"
-for gpu in 0.25 0; do
-  name="gpu${gpu/./}"
+echo "== 3. sweeps on the GPU host, on Ray Tune and on the local executor"
+for run in ray:0.25 ray:0 local:0.25 local:0; do
+  executor=${run%%:*} gpu=${run#*:}
+  name="${executor}gpu${gpu/./}"
   cat > "/tmp/$name.yaml" <<EOF
 name: $name
 trainable: cnn
@@ -46,12 +47,12 @@ search: {algorithm: grid}
 seeds: 2
 metric: val_acc
 mode: max
-resources: {cpu: 1, gpu: $gpu}
+resources: {executor: $executor, cpu: 1, gpu: $gpu}
 EOF
   SECONDS=0
-  timeout 150 $PY -m regsweep run "/tmp/$name.yaml" --no-mlflow --fresh --results /tmp/gpu-results > "$OUT/$name.log" 2>&1
-  echo "$name: rc=$? wall=${SECONDS} s"
-  tail -5 "$OUT/$name.log"
+  timeout $([ "$executor" = ray ] && echo 75 || echo 45) $PY -m regsweep run "/tmp/$name.yaml" --no-mlflow --fresh --results /tmp/gpu-results > "/tmp/$name.log" 2>&1
+  echo "$name: rc=$? wall=${SECONDS} s" | tee -a "$OUT/sweep_logs.txt"
+  tail -5 "/tmp/$name.log" | tee -a "$OUT/sweep_logs.txt"
   $PY - "$name" <<'EOF' | tee -a "$OUT/sweeps.txt"
 import sys, pandas as pd
 name = sys.argv[1]
