@@ -33,7 +33,22 @@ echo "== 2. epoch throughput on the GPU"
 timeout 60 $PY bench/epoch_throughput.py --quick --device cuda --bf16 2>&1 | tee "$OUT/throughput_digits.txt"
 timeout 90 $PY bench/epoch_throughput.py --device cuda --bf16 2>&1 | tee "$OUT/throughput_28x28.txt"
 
-echo "== 3. sweeps on the GPU host, on Ray Tune and on the local executor"
+echo "== 3. sweeps on the GPU host, on Ray Tune and on the local executor, against a plain loop"
+# The baseline: the sweep's 8 trials one after another in one fresh process (imports included, as the
+# sweeps' times include theirs), the loop a user would write around the same trainable.
+SECONDS=0
+timeout 90 $PY - <<'EOF' 2>&1 | tee -a "$OUT/sweeps.txt"
+import itertools, time
+start = time.perf_counter()
+import trainables
+fixed = {"dataset": "mnist_5k", "layers": 2, "filters": 32, "norm": "batch", "epochs": 4, "batch_size": 64}
+best = 0.0
+for dropout, norm, seed in itertools.product([0.1, 0.3], ["batch", "group"], [0, 1]):
+    rows = list(trainables.cnn({**fixed, "dropout": dropout, "norm": norm, "seed": seed, "device": "cuda"}))
+    best = max(best, rows[-1]["val_acc"])
+print(f"plain loop on cuda: 8 trials in {time.perf_counter() - start:.1f} s (best val_acc {best:.4f})")
+EOF
+echo "plain loop: wall=${SECONDS} s (process start included)" | tee -a "$OUT/sweep_logs.txt"
 for run in ray:0.25 ray:0 local:0.25 local:0; do
   executor=${run%%:*} gpu=${run#*:}
   name="${executor}gpu${gpu/./}"
