@@ -1,12 +1,18 @@
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 
 import pytest
 
 # Tests run on two cores; keep torch from oversubscribing them.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# A test run started in the background by a script (`pytest &`) inherits SIGINT ignored, and so would every
+# process the tests start: the Ctrl-C tests need it delivered, as a terminal delivers it. A signal the tests'
+# own process handles is reset to its default in the programs it starts.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # Whatever a test or fixture forgets, MLflow never writes into the checkout.
 _SESSION_MLRUNS = tempfile.mkdtemp(prefix="regsweep-tests-mlruns-")
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_MLRUNS}/mlflow.db"
