@@ -34,26 +34,10 @@ timeout 60 $PY bench/epoch_throughput.py --quick --device cuda --bf16 2>&1 | tee
 timeout 90 $PY bench/epoch_throughput.py --device cuda --bf16 2>&1 | tee "$OUT/throughput_28x28.txt"
 
 echo "== 3. sweeps on the GPU host, on Ray Tune and on the local executor, against a plain loop"
-# The baseline: the sweep's 8 trials one after another in one fresh process (imports included, as the
-# sweeps' times include theirs), the loop a user would write around the same trainable.
-SECONDS=0
-timeout 90 $PY - <<'EOF' 2>&1 | tee -a "$OUT/sweeps.txt"
-import itertools, time
-start = time.perf_counter()
-import trainables
-fixed = {"dataset": "mnist_5k", "layers": 2, "filters": 32, "norm": "batch", "epochs": 4, "batch_size": 64}
-best = 0.0
-for dropout, norm, seed in itertools.product([0.1, 0.3], ["batch", "group"], [0, 1]):
-    rows = list(trainables.cnn({**fixed, "dropout": dropout, "norm": norm, "seed": seed, "device": "cuda"}))
-    best = max(best, rows[-1]["val_acc"])
-print(f"plain loop on cuda: 8 trials in {time.perf_counter() - start:.1f} s (best val_acc {best:.4f})")
-EOF
-echo "plain loop: wall=${SECONDS} s (process start included)" | tee -a "$OUT/sweep_logs.txt"
-for run in ray:0.25 ray:0 local:0.25 local:0; do
-  executor=${run%%:*} gpu=${run#*:}
-  name="${executor}gpu${gpu/./}"
-  cat > "/tmp/$name.yaml" <<EOF
-name: $name
+# One sweep for all four runs; the baseline reads the same file: its 8 trials one after another in one fresh
+# process (imports included, as the sweeps' times include theirs), the loop a user would write around the
+# same trainable.
+cat > /tmp/gpu-sweep.yaml <<EOF
 trainable: cnn
 dataset: mnist_5k
 fixed: {layers: 2, filters: 32, norm: batch, epochs: 4, batch_size: 64}
@@ -62,8 +46,29 @@ search: {algorithm: grid}
 seeds: 2
 metric: val_acc
 mode: max
-resources: {executor: $executor, cpu: 1, gpu: $gpu}
 EOF
+SECONDS=0
+timeout 90 $PY - <<'EOF' 2>&1 | tee -a "$OUT/sweeps.txt"
+import itertools, time
+start = time.perf_counter()
+import yaml
+import trainables
+spec = yaml.safe_load(open("/tmp/gpu-sweep.yaml"))
+fixed = {"dataset": spec["dataset"], **spec["fixed"], "device": "cuda"}
+names = list(spec["search_space"])
+grids = [spec["search_space"][name]["grid"] for name in names] + [range(spec["seeds"])]
+best, count = 0.0, 0
+for *values, seed in itertools.product(*grids):
+    rows = list(trainables.cnn({**fixed, **dict(zip(names, values)), "seed": seed}))
+    best, count = max(best, rows[-1]["val_acc"]), count + 1
+print(f"plain loop on cuda: {count} trials in {time.perf_counter() - start:.1f} s (best val_acc {best:.4f})")
+EOF
+echo "plain loop: wall=${SECONDS} s (process start included)" | tee -a "$OUT/sweep_logs.txt"
+for run in ray:0.25 ray:0 local:0.25 local:0; do
+  executor=${run%%:*} gpu=${run#*:}
+  name="${executor}gpu${gpu/./}"
+  { echo "name: $name"; cat /tmp/gpu-sweep.yaml; echo "resources: {executor: $executor, cpu: 1, gpu: $gpu}"; } \
+    > "/tmp/$name.yaml"
   SECONDS=0
   timeout $([ "$executor" = ray ] && echo 75 || echo 45) $PY -m regsweep run "/tmp/$name.yaml" --no-mlflow --fresh --results /tmp/gpu-results > "/tmp/$name.log" 2>&1
   echo "$name: rc=$? wall=${SECONDS} s" | tee -a "$OUT/sweep_logs.txt"
