@@ -96,14 +96,14 @@ class WorkerPool:
         any error."""
         slot, sweep = self.slots[0], self.sweep
         try:
-            unchecked = [config for _, config in sweep.unchecked_models]
+            unchecked = [unchecked_config for _, unchecked_config in sweep.unchecked_models]
             if config is None and not unchecked:
                 return
             self.start(slot)  # waits until the fork server has imported torch
             slot.conn.send({"preflight": True, "trainable": sweep.spec.trainable, "config": config,
                             "check_models": unchecked, "threads": sweep.threads})
             found = self._answer(slot, "check the sweep's configs and data")
-            problems = model_problems(sweep, found) if any(found) else []
+            problems = model_problems(sweep, found)  # none when the worker answered "ready"
             if problems:
                 raise SpecError(problems)
             sweep.unchecked_models = []
