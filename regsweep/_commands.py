@@ -42,9 +42,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from regsweep._validate import load_sweep
 
     sweep = load_sweep(args.spec, parse_overrides(args.set), smoke=args.smoke)
-    print(f"{args.spec}: ok ({sweep.spec.search.algorithm}, {len(sweep.space)} parameters, "
-          f"{sweep.spec.seeds} seed(s), {sweep.epochs} epochs)")
+    counts = ", ".join(_count(n, noun) for n, noun in ((len(sweep.space), "parameter"), (sweep.spec.seeds, "seed"),
+                                                         (sweep.epochs, "epoch")))
+    print(f"{args.spec}: ok ({sweep.spec.search.algorithm}, {counts})")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _summarise(frame: Any, name: str) -> None:

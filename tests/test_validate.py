@@ -220,3 +220,13 @@ def test_offline_dataset_fails_once_before_ray_starts(tmp_path, write_spec, exec
     assert done.stderr.count("could not download train-images-idx3-ubyte.gz") == 1
     assert "dataset=digits" in done.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_validate_prints_what_the_sweep_runs(tmp_path, write_spec, capsys):
+    from regsweep.cli import main
+
+    path = write_spec({**BASE, "seeds": 1, "fixed": {"epochs": 1}, "search_space": {"dropout": {"grid": [0.1, 0.2]}}})
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"{path}: ok (grid, 1 parameter, 1 seed, 1 epoch)"
+    assert main(["validate", str(path), "--set", "seeds=3", "--set", "epochs=4"]) == 0
+    assert capsys.readouterr().out.strip() == f"{path}: ok (grid, 1 parameter, 3 seeds, 4 epochs)"
