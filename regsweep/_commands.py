@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from regsweep._overrides import parse_overrides
+from regsweep._overrides import UsageError, parse_overrides
 
 
 class PlainProgress:
@@ -172,9 +172,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from regsweep._state import SweepStateError, read_sweep_state
 
     state = read_sweep_state(args.name, args.results)
+    own_metric, own_mode = state.get("metric", "val_acc"), state.get("mode", "max")
+    metric = args.metric or own_metric
+    if args.mode is None and metric != own_metric:
+        # The sweep's mode is its own metric's: val_acc's max would rank val_loss worst first.
+        raise UsageError(f"--metric {metric}: give --mode min or --mode max (the sweep's mode, {own_mode}, is for "
+                         f"its metric {own_metric})")
+    mode = args.mode or own_mode
     frame = read_results(state["storage"])
-    metric = args.metric or state.get("metric", "val_acc")
-    mode = args.mode or state.get("mode", "max")
     if metric not in frame:
         raise SweepStateError(f"--metric {metric}: not in the results of {args.name}")
     print_leaderboard(frame, metric, mode, args.name, top=args.top, fmt=args.format)
@@ -208,6 +213,16 @@ def cmd_list(args: argparse.Namespace) -> int:
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["started_at"])) if row["started_at"] else "-"
         print(f"{row['name']:<28} {row['status']:<12} {row['trials']:>5} trials  {counts or '-'}  started {started}")
     return 0
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"given {text!r}; a whole number of at least 1")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -247,7 +262,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("leaderboard", help="the best configurations, factors and pairs, from the results alone")
     p.add_argument("name")
-    p.add_argument("--top", type=int, default=10, help="configurations shown (default 10)")
+    p.add_argument("--top", type=_at_least_one, default=10, help="configurations shown (default 10)")
     p.add_argument("--metric", help="rank on another reported metric")
     p.add_argument("--mode", choices=["min", "max"], help="with --metric: lower or higher is better")
     p.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")

@@ -148,4 +148,4 @@ def render_json(board: Leaderboard) -> str:
         "pairs": [{"a": a, "b": b, "means": json.loads(g.to_json())} for a, b, g in board.pairs],
         "rungs": records(board.rungs), "footer": board.footer,
     }
-    return json.dumps(payload, indent=2)
+    return json.dumps(payload, indent=2) + "\n"  # a file or a terminal line ends with one

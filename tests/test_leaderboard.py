@@ -145,3 +145,32 @@ def test_a_sweep_name_that_is_not_there_is_one_clear_error_naming_the_sweeps_tha
     assert main([command, "factorail", "--results", str(folder / "results")]) == 2
     err = capsys.readouterr().err
     assert "no sweep called 'factorail'" in err and "known: factorial" in err
+
+
+def test_leaderboard_on_another_metric_needs_its_mode_and_ranks_by_it(factorial, capsys):
+    """The sweep's mode belongs to its own metric: val_acc's max must not rank val_loss highest first."""
+    from regsweep.cli import main
+
+    results = str(factorial[0] / "results")
+    assert main(["leaderboard", "factorial", "--results", results, "--metric", "val_loss"]) == 2
+    assert ("--metric val_loss: give --mode min or --mode max (the sweep's mode, max, is for its metric val_acc)"
+            in capsys.readouterr().err)
+    assert main(["leaderboard", "factorial", "--results", results, "--metric", "val_loss", "--mode", "min",
+                 "--format", "json"]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("}\n")
+    top = json.loads(out)["top"]
+    assert top[0]["best"] and top[0]["mean"] == min(row["mean"] for row in top)
+    assert main(["leaderboard", "factorial", "--results", results, "--metric", "val_acc", "--format", "json"]) == 0
+    top = json.loads(capsys.readouterr().out)["top"]
+    assert top[0]["mean"] == max(row["mean"] for row in top)
+
+
+@pytest.mark.parametrize("top", ["0", "-2", "two"])
+def test_leaderboard_top_must_be_a_whole_number_of_at_least_one(factorial, capsys, top):
+    from regsweep.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["leaderboard", "factorial", "--results", str(factorial[0] / "results"), "--top", top])
+    assert exit_.value.code == 2
+    assert f"argument --top: given '{top}'; a whole number of at least 1" in capsys.readouterr().err
