@@ -22,7 +22,7 @@ from regsweep._space import grid_points, random_points
 from regsweep._state import (DEFAULT_RESULTS, SweepPaths, SweepStateError, read_state, read_sweep_state,
                              sweep_name, sweep_status, write_state)
 from regsweep._tune_storage import resumable_stage
-from regsweep._validate import Sweep, load_sweep, preflight_config, preflight_data
+from regsweep._validate import Sweep, check_storage, load_sweep, preflight_config, preflight_data
 
 
 def _stage_points(sweep: Sweep) -> list[dict[str, Any]] | None:
@@ -160,7 +160,12 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
             # In a worker, which keeps the data for its trials; the driver never loads it.
             pool.preflight(preflight_config(sweep) if check_data and sweep.builtin else None)
         else:
-            _beside_ray_start(sweep, lambda: preflight_data(sweep) if check_data else None)
+            def prepare() -> None:
+                check_storage(sweep, paths.storage)
+                if check_data:
+                    preflight_data(sweep)
+
+            _beside_ray_start(sweep, prepare)
     except BaseException:
         if new_store:  # MLflow's migrations, stopped midway by this process's exit, would leave its database broken
             with contextlib.suppress(Exception):

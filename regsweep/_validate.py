@@ -271,6 +271,22 @@ def preflight_data(sweep: Sweep) -> None:
         trainables.get_trainable(sweep.spec.trainable).make_trial(preflight_config(sweep))
 
 
+def check_storage(sweep: Sweep, storage: str) -> None:
+    """A storage URI that pyarrow cannot open (a mistyped scheme, a bucket that cannot be reached) is one clear
+    SpecError before the sweep's folder is made, not a traceback from Ray Tune's start. Local folders are made
+    as needed."""
+    if "://" not in storage:
+        return
+    import pyarrow.fs
+
+    try:
+        pyarrow.fs.FileSystem.from_uri(storage)
+    except Exception as exc:  # pyarrow's own errors differ by scheme: ArrowInvalid, OSError, ...
+        raise SpecError([Problem("resources.storage", storage, f"pyarrow.fs cannot open it ({exc}); name a local "
+                                 "folder or a URI pyarrow.fs knows (s3://, gs://, hdfs://, file://)",
+                                 str(sweep.spec_path))]) from None
+
+
 def preflight_config(sweep: Sweep) -> dict[str, Any]:
     """The config of the data check: the sweep's first point, seed 0."""
     points = _points(sweep)

@@ -218,6 +218,23 @@ def test_smoke_make_target_runs_offline(tmp_path):
     assert frame["epoch"].max() == 3 and frame["trial_id"].nunique() == 18
 
 
+def test_a_storage_uri_pyarrow_cannot_open_is_one_error_before_the_sweep_folder_is_touched(ray_local, tmp_path,
+                                                                                         write_spec):
+    from regsweep._spec import SpecError
+
+    spec = write_spec({
+        "name": "stored", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 1, "hidden": [16]},
+        "search_space": {"dropout": {"grid": [0.0, 0.2]}}, "search": {"algorithm": "grid"},
+    })
+    earlier = tmp_path / "results" / "stored" / "journal.jsonl"  # an earlier run's, which --fresh would replace
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text("kept\n")
+    with pytest.raises(SpecError, match=r"resources\.storage: given 'zz://bucket/stored'; pyarrow\.fs cannot open it "
+                                        r"\(Unrecognized filesystem type in URI"):
+        start_sweep(load_sweep(spec), str(tmp_path / "results"), storage="zz://bucket", fresh=True, mlflow=False)
+    assert earlier.read_text() == "kept\n"
+
+
 def test_storage_uri_and_overrides(ray_local, tmp_path, write_spec):
     spec = write_spec({
         "name": "stored", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 3, "hidden": [16]},
