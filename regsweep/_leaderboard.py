@@ -130,6 +130,10 @@ def _rungs(frame: pd.DataFrame, finals: pd.DataFrame, stopped: pd.Series, metric
 
 def build_leaderboard(frame: pd.DataFrame, metric: str, mode: str, name: str = "", top: int = 10) -> Leaderboard:
     """All sections of the leaderboard from a results table."""
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode: given {mode!r}; 'min' (lower is better) or 'max'")
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ValueError(f"top: given {top!r}; a whole number of at least 1")
     if metric not in frame:
         raise ValueError(f"metric {metric!r} is not in the results; columns with metrics: "
                          f"{', '.join(c for c in frame.columns if c.startswith(('val_', 'train_', 'best_', 'test_')))}")

@@ -174,3 +174,17 @@ def test_leaderboard_top_must_be_a_whole_number_of_at_least_one(factorial, capsy
         main(["leaderboard", "factorial", "--results", str(factorial[0] / "results"), "--top", top])
     assert exit_.value.code == 2
     assert f"argument --top: given '{top}'; a whole number of at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("mode", "top", "message"), [
+    ("maximum", 3, "mode: given 'maximum'; 'min' (lower is better) or 'max'"),
+    ("max", 0, "top: given 0; a whole number of at least 1"),
+    ("max", -1, "top: given -1; a whole number of at least 1"),
+    ("max", 2.5, "top: given 2.5; a whole number of at least 1"),
+])
+def test_build_leaderboard_checks_mode_and_top_before_ranking(factorial, mode, top, message):
+    """A misspelt mode used to rank as max, and a negative top sliced rows off the end."""
+    with pytest.raises(ValueError) as error:
+        build_leaderboard(factorial[1], "val_acc", mode, "factorial", top=top)
+    assert str(error.value) == message
+    assert len(build_leaderboard(factorial[1], "val_acc", "min", "factorial", top=1).top) == 1
