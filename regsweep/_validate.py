@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -63,8 +65,12 @@ class Sweep:
 
 
 def load_user_trainable(ref: str) -> Callable[[dict[str, Any]], Any]:
-    """Import 'package.module:function'; raises ValueError with what went wrong."""
+    """Import 'package.module:function', from the working directory too; raises ValueError with what went wrong."""
     module_name, _, attr = ref.partition(":")
+    # As under `python -m regsweep` (and in Ray's workers, which get the driver's working directory on their path):
+    # the `regsweep` console script's path starts at its own bin folder, so a module beside the sweep did not import.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # any import failure is a config problem here

@@ -366,3 +366,27 @@ def test_a_trainable_may_start_processes_of_its_own(tmp_path, write_spec):
     ends = trial_ends(frame)
     assert set(ends["status"]) == {"completed"}, ends["error"].tolist()
     assert (ends["total"] == 4950.0).all()
+
+
+def test_a_trainable_module_beside_the_sweep_imports_from_a_console_script(tmp_path):
+    """`trainable: mytrain:quad` with mytrain.py in the working directory: the `regsweep` console script's
+    sys.path starts at its bin folder, not there. The launcher below is such a script, in a folder of its own."""
+    work, launcher = tmp_path / "work", tmp_path / "bin" / "regsweep_launcher.py"
+    work.mkdir()
+    launcher.parent.mkdir()
+    launcher.write_text("import sys\nfrom regsweep.cli import main\nif __name__ == '__main__':\n    sys.exit(main())\n")
+    (work / "mytrain.py").write_text(
+        "def quad(config):\n"
+        "    for epoch in range(1, config['epochs'] + 1):\n"
+        "        yield {'epoch': epoch, 'val_loss': (config['x'] - 0.3) ** 2 + 1.0 / epoch}\n")
+    (work / "quad.yaml").write_text(
+        "name: quad\ntrainable: mytrain:quad\nfixed: {epochs: 2}\nsearch_space: {x: {grid: [0.1, 0.3]}}\n"
+        "search: {algorithm: grid}\nmetric: val_loss\nmode: min\nresources: {executor: local}\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, str(launcher), "run", "quad.yaml", "--no-mlflow"], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sweep quad: 2 trials completed 2" in done.stdout
+    frame = read_results(str(work / "results" / "quad"))
+    best = frame[frame["epoch"] == 2].sort_values("val_loss").iloc[0]
+    assert best["config/x"] == 0.3 and best["val_loss"] == 0.5
