@@ -91,12 +91,24 @@ def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return raw
 
 
+# Keys the sweep itself sets for every trial: searched, they would be overwritten (seed) or would leave ASHA's
+# max_t, the smoke cap and the budget at the fixed value while trials trained to another (epochs).
+_SWEEP_LEVEL = {
+    "seed": "each trial's seed comes from the sweep's replicates: set `seeds: N` instead",
+    "epochs": "the epoch budget is the sweep's (ASHA's max_t, smoke runs and the budget use it): set it in `fixed` "
+              "or with --set epochs=N; every epoch's metrics are in the results, so shorter budgets can be read off "
+              "the learning curves",
+}
+
+
 def _check_space(spec: SweepSpec, space: Space, source: str) -> list[Problem]:
     problems = []
     algorithm = spec.search.algorithm
     seen: list[str] = []
     for name, dist in space.items():
         key = f"search_space.{name}"
+        if name in _SWEEP_LEVEL:
+            problems.append(Problem(key, {dist.kind: dist.args}, _SWEEP_LEVEL[name], source))
         if algorithm == "grid" and dist.kind not in FINITE:
             problems.append(Problem(key, {dist.kind: dist.args}, "grid search runs every point and needs a finite "
                                     "list: use {grid: [...]} or search.algorithm: random or optuna", source))
