@@ -23,7 +23,8 @@ MAX_LEVELS = 8     # more distinct values than this (numbers) are binned into qu
 
 @dataclass
 class Leaderboard:
-    """Every section of the leaderboard as plain tables."""
+    """Every section of the leaderboard as plain tables. `top` has one row per configuration: its searched
+    parameters under their results-table names (`config/dropout`) and its statistics (mean, low, high, n, ...)."""
 
     name: str
     metric: str
@@ -83,10 +84,12 @@ def _top(finals: pd.DataFrame, varying: list[str], metric: str, mode: str, top: 
     """Every configuration's estimate (vectorised), then details for the `top` shown."""
     table = _mark_ties(estimate_frame(finals.groupby("config_id", sort=False)[metric]), mode).head(top)
     shown = finals[finals["config_id"].isin(table.index)]
+    if "gap" not in shown and {"train_loss", "val_loss"} <= set(shown):
+        shown = shown.assign(gap=shown["val_loss"] - shown["train_loss"])  # a user trainable's, as the loop's
     grouped = shown.groupby("config_id", sort=False)
     first = grouped.first()
-    for column in varying:
-        table[column[len("config/"):]] = first[column].map(lambda v: "-" if v is None or v != v else _fmt(v))
+    for column in varying:  # under their results-table names: a parameter called `gap` or `n` is not a statistic
+        table[column] = first[column].map(lambda v: "-" if v is None or v != v else _fmt(v))
     for column, source in (("best_epoch", "best_epoch"), ("gap", "gap"), ("epochs", "epoch")):
         table[column] = grouped[source].mean() if source in shown else np.nan
     table["params"] = first["params"] if "params" in shown else np.nan

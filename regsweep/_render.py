@@ -42,7 +42,7 @@ def _top_rows(board: Leaderboard) -> tuple[list[str], list[list[str]]]:
     for _, row in board.top.iterrows():
         gap = _num(row.get("gap"), 3) + (" overfit" if row.get("overfit") else "")
         params = "-" if pd.isna(row.get("params")) else f"{int(row['params']):,}"
-        rows.append([str(row["rank"]), *[str(row.get(n, "-")) for n in names], interval(row), str(row["n"]),
+        rows.append([str(row["rank"]), *[str(row.get(c, "-")) for c in board.varying], interval(row), str(row["n"]),
                      _mark(row), _num(row.get("best_epoch"), 1), params, gap, _num(row.get("epochs"), 1),
                      str(row.get("ended", ""))])
     return header, rows

@@ -42,7 +42,10 @@ def _setup(state: dict[str, Any], spec: dict[str, Any], frame: pd.DataFrame) -> 
     fixed = state.get("fixed") or {**(spec.get("fixed") or {}), **dataset}
     hosts = sorted(set(frame["hostname"].dropna().astype(str))) if "hostname" in frame else []
     return [
-        f"- trainable: `{spec.get('trainable')}`; dataset: `{fixed.get('dataset', 'default')}`"
+        f"- trainable: `{spec.get('trainable')}`"
+        # A user trainable (module:function) has no dataset of regsweep's; a built-in one its default.
+        + ("" if ":" in str(spec.get("trainable")) and "dataset" not in fixed
+           else f"; dataset: `{fixed.get('dataset', 'default')}`")
         + (" (smoke run)" if state.get("smoke") else ""),
         f"- fixed config: `{yaml.safe_dump(fixed, default_flow_style=True, width=10_000).strip()}`",
         f"- search: `{yaml.safe_dump(spec.get('search', {'algorithm': 'grid'}), default_flow_style=True).strip()}`; "
@@ -55,17 +58,23 @@ def _setup(state: dict[str, Any], spec: dict[str, Any], frame: pd.DataFrame) -> 
     ]
 
 
+def _number(value: Any, spec: str) -> str:
+    """`value` formatted, or '-' for a metric the trainable does not report (as the leaderboard shows it)."""
+    return "-" if value is None or value != value else format(value, spec)
+
+
 def _overfitting(frame: pd.DataFrame, board: Any) -> list[str]:
     lines = ["| # | config | final train_loss | final val_loss | gap | best epoch | flag |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     finals = final_rows(frame[frame["stage"] == board.stage])
     for _, row in board.top.head(5).iterrows():
         rows = finals[finals["config_id"] == row["config_id"]]
-        label = " ".join(f"{c[len('config/'):]}={row[c[len('config/'):]]}" for c in board.varying)
-        train = rows["train_loss"].mean() if "train_loss" in rows else float("nan")
-        val = rows["val_loss"].mean() if "val_loss" in rows else float("nan")
-        lines.append(f"| {row['rank']} | {label} | {train:.4f} | {val:.4f} | {row['gap']:.4f} | "
-                     f"{row['best_epoch']:.1f} | {'overfit' if row['overfit'] else ''} |")
+        label = " ".join(f"{c[len('config/'):]}={row[c]}" for c in board.varying)
+        train = rows["train_loss"].mean() if "train_loss" in rows else None
+        val = rows["val_loss"].mean() if "val_loss" in rows else None
+        lines.append(f"| {row['rank']} | {label} | {_number(train, '.4f')} | {_number(val, '.4f')} | "
+                     f"{_number(row['gap'], '.4f')} | {_number(row['best_epoch'], '.1f')} | "
+                     f"{'overfit' if row['overfit'] else ''} |")
     lines += ["", f"_A gap (val_loss - train_loss) above {OVERFIT_GAP} is flagged; see the learning curves._"]
     return lines
 

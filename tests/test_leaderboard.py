@@ -47,7 +47,7 @@ def test_clearly_better_configuration_is_alone_at_the_top():
     board = build_leaderboard(synthetic({0.0: (0.80, 0.005), 0.1: (0.97, 0.005), 0.5: (0.85, 0.005)}),
                               "val_acc", "max", "clear")
     top = board.top
-    assert top.iloc[0]["dropout"] == "0.1" and top.iloc[0]["best"]
+    assert top.iloc[0]["config/dropout"] == "0.1" and top.iloc[0]["best"]
     assert not top["tied"].any()
     assert top.iloc[0]["n"] == 5 and top.iloc[0]["low"] < top.iloc[0]["mean"] < top.iloc[0]["high"]
     text = record(board)
@@ -57,7 +57,7 @@ def test_clearly_better_configuration_is_alone_at_the_top():
 def test_minimise_metric_ranks_lowest_first():
     frame = synthetic({0.0: (0.5, 0.01), 0.2: (0.2, 0.01)}).rename(columns={"val_acc": "val_loss"})
     board = build_leaderboard(frame, "val_loss", "min")
-    assert board.top.iloc[0]["dropout"] == "0.2"
+    assert board.top.iloc[0]["config/dropout"] == "0.2"
 
 
 def test_asha_stopped_trials_compared_at_their_rung_only():
@@ -69,8 +69,8 @@ def test_asha_stopped_trials_compared_at_their_rung_only():
     frame.loc[mask, "stopped_by"] = "asha@2"
     frame.loc[mask & (frame["epoch"] == 2), "val_acc"] = 0.99  # would win if mixed with full-budget metrics
     board = build_leaderboard(frame, "val_acc", "max")
-    assert board.top.set_index("dropout").loc["0", "n"] == 1
-    assert board.top.iloc[0]["dropout"] == "0.1"
+    assert board.top.set_index("config/dropout").loc["0", "n"] == 1
+    assert board.top.iloc[0]["config/dropout"] == "0.1"
     rung = board.rungs.iloc[0]
     assert rung["epoch"] == 2 and rung["stopped"] == 2 and rung["continued"] == 4
     assert any("compared only at the rung they reached" in line for line in board.footer)

@@ -102,3 +102,24 @@ def test_single_replicates_are_never_decisive():
     finals = pd.DataFrame({"config/norm": ["batch", "none"], "val_acc": [0.99, 0.10]})
     verdict = judge({"better": {"norm": "batch", "than": "none"}}, finals, "val_acc", "max")
     assert verdict.outcome == "inconclusive"
+
+
+def test_a_user_trainables_report_derives_its_gap_and_shows_no_nan(tmp_path, write_spec):
+    """A module:function trainable has no dataset of regsweep's and may report no `gap`, `best_epoch` or `params`:
+    the gap comes from its losses (and flags overfitting), and what it lacks shows as '-'. Its parameter is
+    called `gap` as well, which must not take the statistic's place."""
+    spec = write_spec({
+        "name": "losses", "trainable": "helpers.user_trainables:overfits", "fixed": {"epochs": 2},
+        "search_space": {"gap": {"grid": [0.05, 0.3]}}, "search": {"algorithm": "grid"},
+        "metric": "val_loss", "mode": "min", "resources": {"executor": "local"},
+    })
+    start_sweep(load_sweep(spec), str(tmp_path / "results"), mlflow=False)
+    text = write_report("losses", str(tmp_path / "results"), str(tmp_path / "reports")).read_text()
+    assert "- trainable: `helpers.user_trainables:overfits`\n" in text
+    assert "nan" not in text
+    # The searched parameter is called `gap` too: each column keeps its own value.
+    assert "| # | gap | val_loss (95% CI) | n |  | best ep | params | gap | epochs | ended |" in text
+    assert "| 1 | 0.05 | 0.5500 | 1 | best | - | - | 0.050 | 2.0 | completed 1 |" in text
+    assert "| 2 | 0.3 | 0.8000 | 1 | tied | - | - | 0.300 overfit | 2.0 | completed 1 |" in text
+    assert "| 1 | gap=0.05 | 0.5000 | 0.5500 | 0.0500 | - |  |" in text
+    assert "| 2 | gap=0.3 | 0.5000 | 0.8000 | 0.3000 | - | overfit |" in text

@@ -50,3 +50,10 @@ def loads_with_dataloader_workers(config):
     loader = DataLoader(TensorDataset(torch.arange(100.0)), batch_size=10, num_workers=2)
     for epoch in (1, 2):
         yield {"epoch": epoch, "val_acc": 0.5, "total": float(sum(batch[0].sum() for batch in loader))}
+
+
+def overfits(config):
+    """Reports train_loss and val_loss, and no `gap` of its own: at its last epoch val_loss is `gap` above
+    train_loss."""
+    for epoch in (1, 2):
+        yield {"epoch": epoch, "train_loss": 1.0 / epoch, "val_loss": 1.0 / epoch + config["gap"] * epoch / 2}
