@@ -94,7 +94,7 @@ def render_rich(board: Leaderboard) -> Group:
         rungs = Table(title="Rungs (ASHA): stopped vs continued trials at the same epoch", title_justify="left")
         for name in ("epoch", "stopped", f"stopped mean {board.metric}", "continued", f"continued mean {board.metric}"):
             rungs.add_column(name, justify="right")
-        for _, r in board.rungs.iterrows():
+        for r in board.rungs.to_dict("records"):  # not iterrows, whose rows turn the counts into floats
             rungs.add_row(str(r["epoch"]), str(r["stopped"]), _num(r["stopped_mean"]), str(r["continued"]),
                           _num(r["continued_mean"]))
         parts.append(rungs)
@@ -123,7 +123,7 @@ def render_markdown(board: Leaderboard) -> str:
                 _md_table([f"{a} \\ {b}", *map(str, grid.columns)], rows), ""]
     if not board.rungs.empty:
         rows = [[str(r["epoch"]), str(r["stopped"]), _num(r["stopped_mean"]), str(r["continued"]),
-                 _num(r["continued_mean"])] for _, r in board.rungs.iterrows()]
+                 _num(r["continued_mean"])] for r in board.rungs.to_dict("records")]
         out += ["### Rungs (ASHA)", "", _md_table(["epoch", "stopped", "stopped mean", "continued",
                                                    "continued mean"], rows), ""]
     out += [f"_{line}_  " for line in board.footer]

@@ -74,6 +74,9 @@ def test_asha_stopped_trials_compared_at_their_rung_only():
     rung = board.rungs.iloc[0]
     assert rung["epoch"] == 2 and rung["stopped"] == 2 and rung["continued"] == 4
     assert any("compared only at the rung they reached" in line for line in board.footer)
+    assert "| 2 | 2 | 0.9900 | 4 | " in render_markdown(board)
+    assert any(line.split() == ["│", "2", "│", "2", "│", "0.9900", "│", "4", "│", f"{rung['continued_mean']:.4f}", "│"]
+               for line in record(board, width=120).splitlines())
 
 
 def test_continuous_factor_is_binned():
