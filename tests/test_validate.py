@@ -237,6 +237,7 @@ def test_validate_prints_what_the_sweep_runs(tmp_path, write_spec, capsys):
     ("seed", "each trial's seed comes from the sweep's replicates: set `seeds: N` instead"),
 ])
 def test_the_sweeps_own_keys_cannot_be_searched(write_spec, name, allowed):
-    """A searched seed was overwritten by the replicate's; searched epochs trained past the smoke cap and ASHA's max_t."""
+    """A searched seed was overwritten by the replicate's; searched epochs trained past the smoke cap and
+    ASHA's max_t."""
     found, path = problems(write_spec, search_space={"dropout": {"grid": [0.0, 0.3]}, name: {"grid": [1, 2]}})
     assert len(found) == 1 and found[0].startswith(f"{path}: search_space.{name}: given {{'grid': [1, 2]}}; {allowed}")
