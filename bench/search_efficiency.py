@@ -39,7 +39,8 @@ def spec_for(name: str, algorithm: str, values: dict[str, list], epochs: int, se
                     "hidden": {kind: [[w] for w in values["width"]]}}
     spec = {"name": name, "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": epochs, "batch_size": 64},
             "search_space": search_space,
-            "search": {"algorithm": algorithm, "num_samples": points, "seed": seed, "max_concurrent": 2}}
+            "search": {"algorithm": algorithm, "seed": seed, "max_concurrent": 2,
+                       **({} if algorithm == "grid" else {"num_samples": points})}}
     if asha:
         spec["scheduler"] = {"type": "asha", "grace_period": 1, "reduction_factor": 3}
     return spec

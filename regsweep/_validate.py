@@ -101,6 +101,20 @@ _SWEEP_LEVEL = {
 }
 
 
+def _ignored_search_settings(spec: SweepSpec, source: str) -> list[Problem]:
+    """Search settings given for an algorithm that does not use them: said, not silently ignored."""
+    search, given, problems = spec.search, spec.search.model_fields_set, []
+    if search.algorithm == "grid" and "num_samples" in given:
+        problems.append(Problem("search.num_samples", search.num_samples, "grid search runs every point of the grid "
+                                "once per seed (Ray Tune's num_samples would repeat it): set `seeds: N` for "
+                                "replicates, or use search.algorithm: random or optuna", source))
+    if search.algorithm != "optuna" and "confirm_top_k" in given:
+        problems.append(Problem("search.confirm_top_k", search.confirm_top_k, f"{search.algorithm} search runs "
+                                "every seed of every point itself; only search.algorithm: optuna has a confirm "
+                                "stage", source))
+    return problems
+
+
 def _check_space(spec: SweepSpec, space: Space, source: str) -> list[Problem]:
     problems = []
     algorithm = spec.search.algorithm
@@ -225,7 +239,7 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke:
     if isinstance(raw, dict):
         raw = _apply_overrides(raw, overrides)
     spec = parse_spec(raw, source)
-    problems: list[Problem] = []
+    problems = _ignored_search_settings(spec, source)  # before smoke mode sets num_samples itself
 
     if isinstance(spec.search_space, list):
         space = load_space_files(spec.search_space, spec_path)

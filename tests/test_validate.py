@@ -241,3 +241,18 @@ def test_the_sweeps_own_keys_cannot_be_searched(write_spec, name, allowed):
     ASHA's max_t."""
     found, path = problems(write_spec, search_space={"dropout": {"grid": [0.0, 0.3]}, name: {"grid": [1, 2]}})
     assert len(found) == 1 and found[0].startswith(f"{path}: search_space.{name}: given {{'grid': [1, 2]}}; {allowed}")
+
+
+def test_search_settings_the_algorithm_would_ignore_are_problems(write_spec):
+    """Ray Tune's num_samples repeats a grid; here seeds do, and a grid's num_samples was silently ignored."""
+    found, path = problems(write_spec, search={"algorithm": "grid", "num_samples": 5, "confirm_top_k": 2})
+    assert found == [
+        f"{path}: search.num_samples: given 5; grid search runs every point of the grid once per seed (Ray Tune's "
+        "num_samples would repeat it): set `seeds: N` for replicates, or use search.algorithm: random or optuna",
+        f"{path}: search.confirm_top_k: given 2; grid search runs every seed of every point itself; only "
+        "search.algorithm: optuna has a confirm stage"]
+    found, _ = problems(write_spec, search={"algorithm": "random", "num_samples": 5, "confirm_top_k": 2},
+                        search_space={"dropout": {"uniform": [0.0, 0.3]}})
+    assert len(found) == 1 and "search.confirm_top_k: given 2; random search" in found[0]
+    # Smoke mode caps num_samples itself, which is no problem of the spec's.
+    assert load_sweep(write_spec(BASE), smoke=True).spec.search.algorithm == "grid"
