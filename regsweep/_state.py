@@ -60,8 +60,15 @@ def write_state(paths: SweepPaths, state: dict[str, Any]) -> None:
 
 
 def read_state(path: Path) -> dict[str, Any]:
-    """The state file's contents."""
-    return json.loads(Path(path).read_text())
+    """The state file's contents; SweepStateError if it is not a state file regsweep wrote (edited by hand,
+    cut short by a full disk)."""
+    try:
+        state = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SweepStateError(f"{path}: cannot read this sweep's state ({exc})") from None
+    if not isinstance(state, dict) or "name" not in state:
+        raise SweepStateError(f"{path}: not a sweep state file (it names no sweep)")
+    return state
 
 
 def read_sweep_state(name: str, results_root: str | os.PathLike = DEFAULT_RESULTS) -> dict[str, Any]:
@@ -90,7 +97,12 @@ def list_sweeps(results_root: str = DEFAULT_RESULTS) -> list[dict[str, Any]]:
     """Every sweep under the results folder with its state and trial counts."""
     rows = []
     for state_path in sorted(Path(results_root).glob(f"*/{STATE_FILE}")):
-        state = read_state(state_path)
+        try:
+            state = read_state(state_path)
+        except SweepStateError:  # one unreadable folder must not hide the other sweeps
+            rows.append({"name": state_path.parent.name, "status": "unreadable", "trials": 0, "started_at": None,
+                         "spec": None})
+            continue
         ends = [r for r in read_journal(state_path.parent / JOURNAL_FILE) if r.get("kind") == "end"]
         counts: dict[str, int] = {}
         for end in ends:

@@ -243,7 +243,10 @@ def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str 
     name = sweep_name(sweep)
     paths = SweepPaths.for_sweep(name, results_root, storage or sweep.spec.resources.storage)
     if paths.local.exists() and not fresh:
-        status = sweep_status(read_state(paths.state)) if paths.state.exists() else "unknown"
+        try:
+            status = sweep_status(read_state(paths.state)) if paths.state.exists() else "unknown"
+        except SweepStateError:
+            status = "its state file is unreadable"
         hint = f"`regsweep resume {name}` to continue it, or " if status == "interrupted" else ""
         raise SweepStateError(f"{results_root}/{name} already exists ({status}); use {hint}--fresh to start over")
     state = {

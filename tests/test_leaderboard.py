@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from rich.console import Console
 
 from regsweep._leaderboard import build_leaderboard
@@ -191,3 +192,28 @@ def test_build_leaderboard_checks_mode_and_top_before_ranking(factorial, mode, t
         build_leaderboard(factorial[1], "val_acc", mode, "factorial", top=top)
     assert str(error.value) == message
     assert len(build_leaderboard(factorial[1], "val_acc", "min", "factorial", top=1).top) == 1
+
+
+def test_an_unreadable_state_file_is_one_clear_error_and_does_not_hide_the_other_sweeps(factorial, tmp_path, capsys):
+    """A sweep.json edited by hand or cut short by a full disk: `list` still shows every sweep, the commands that
+    need it exit 2 with the file named, and `run` says how to start over."""
+    import shutil
+
+    from regsweep.cli import main
+
+    results = tmp_path / "results"
+    shutil.copytree(factorial[0] / "results" / "factorial", results / "factorial")
+    (results / "broken").mkdir()
+    (results / "broken" / "sweep.json").write_text("{not json")
+    assert main(["list", "--results", str(results)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in out] == [["broken", "unreadable"], ["factorial", "finished"]]
+    for command in ("leaderboard", "report", "resume", "sync-mlflow"):
+        assert main([command, "broken", "--results", str(results)]) == 2
+        assert (f"regsweep: {results / 'broken' / 'sweep.json'}: cannot read this sweep's state (Expecting property "
+                "name" in capsys.readouterr().err)
+    spec = tmp_path / "broken.yaml"
+    spec.write_text(yaml.safe_dump({"name": "broken", "trainable": "mlp", "dataset": "digits",
+                                    "search_space": {"dropout": {"grid": [0.0]}}}))
+    assert main(["run", str(spec), "--results", str(results), "--no-mlflow"]) == 2
+    assert "broken already exists (its state file is unreadable); use --fresh to start over" in capsys.readouterr().err
