@@ -21,14 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from regsweep._results import SUMMARY_KEYS
+
 # One failed request must not stall the driver for minutes of backoff; we retry ourselves.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-# MLflow's store set-up chatter (alembic migrations, "View run at ...") is not the user's business.
-for _name in ("mlflow", "alembic"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
-
-from regsweep._results import SUMMARY_KEYS  # noqa: E402
 
 DEFAULT_DIR = "mlruns"
 RUN_STATUS = {"completed": "FINISHED", "stopped_early": "FINISHED", "diverged": "FAILED", "error": "FAILED"}
@@ -111,6 +108,13 @@ def trials_from_frame(frame: Any) -> dict[str, TrialLog]:
     return trials
 
 
+def _quiet_mlflow() -> None:
+    """MLflow's store set-up chatter (alembic migrations, "Creating initial MLflow database tables") is not the
+    user's business. Once MLflow is imported: its import sets its logger to INFO."""
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def git_commit() -> str | None:
     try:
         done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
@@ -126,6 +130,7 @@ class MlflowSync:
     def __init__(self, tracking_uri: str, experiment: str, fixed: dict[str, Any]):
         from mlflow.tracking import MlflowClient
 
+        _quiet_mlflow()
         if tracking_uri.startswith("sqlite:"):
             _sqlite_in_wal_mode()
         self.uri, self.experiment_name, self.fixed = tracking_uri, experiment, fixed
@@ -156,6 +161,8 @@ class MlflowSync:
         from mlflow.entities import Param, RunTag
 
         experiment = self._experiment()
+        if parent_id and not self._has_run(parent_id):
+            parent_id = None  # remembered from another store (MLFLOW_TRACKING_URI changed since) or a deleted one
         if not parent_id and tags.get("regsweep.sweep_id"):
             # A driver killed before its state file had the parent's id: the run it created is found by tag.
             found = self.client.search_runs([experiment], f"tags.`regsweep.sweep_id` = '{tags['regsweep.sweep_id']}'",
@@ -177,6 +184,17 @@ class MlflowSync:
         if spec_file is not None and spec_file.exists():
             self.client.log_artifact(self.parent_id, str(spec_file))
         return self.parent_id
+
+    def _has_run(self, run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise  # the store is unreachable or failing: the caller retries
+        return True
 
     def _find_children(self) -> None:
         token = None

@@ -177,3 +177,24 @@ def test_server_down_from_the_start_then_sync(ray_local, tmp_path, write_spec, m
         assert parent.info.status == "FINISHED" and parent.data.metrics["trials_completed"] == 4
     finally:
         later.stop()
+
+
+def test_sync_into_another_store_makes_the_sweep_there_quietly(tmp_path, write_spec, monkeypatch):
+    """The state remembers the parent run of the store the sweep ran with; `sync-mlflow` after
+    MLFLOW_TRACKING_URI changed to a new store used to fail on it (run not found). Nothing of MLflow's own set-up
+    chatter ("Creating initial MLflow database tables") reaches the terminal either."""
+    import os
+    import subprocess
+    import sys
+
+    first, second = (f"sqlite:///{tmp_path / name}.db" for name in ("first", "second"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", first)
+    frame = start_sweep(load_sweep(write_spec({**GRID, "resources": {"executor": "local"}})), str(tmp_path / "results"))
+    done = subprocess.run([sys.executable, "-m", "regsweep", "sync-mlflow", "tracked", "--results",
+                           str(tmp_path / "results")], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": second})
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout == "sweep tracked: 4 trials in MLflow\n"
+    for uri in (first, second):
+        parent, _ = check_sweep_in_mlflow(MlflowClient(uri), "tracked", frame)
+        assert parent.info.status == "FINISHED"
