@@ -21,7 +21,7 @@ from regsweep._results import compact, ended_trials, read_results
 from regsweep._space import grid_points, random_points
 from regsweep._state import (DEFAULT_RESULTS, SweepPaths, SweepStateError, read_state, read_sweep_state,
                              sweep_name, sweep_status, write_state)
-from regsweep._tune_storage import resumable_stage
+from regsweep._tune_storage import delete_deferred_checkpoints, resumable_stage
 from regsweep._validate import Sweep, check_storage, load_sweep, preflight_config, preflight_data
 
 
@@ -89,6 +89,7 @@ def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[st
         # connection; the next sweep starts or joins Ray again.
         _tune.ray.shutdown()
         raise
+    delete_deferred_checkpoints()  # the stage ran to its end: Tune will not restore it
     # A kill between the files of one of Tune's snapshots can leave its experiment state without a trial its
     # searcher had made: Tune's resume then never runs or ends it. Recorded, not left 'running'.
     end_unended(paths.journal, stage, sweep.space, "lost",

@@ -15,6 +15,9 @@ import fnmatch
 import json
 import os
 import pickle
+import re
+import shutil
+import threading
 import uuid
 from typing import Any, Callable
 
@@ -26,6 +29,16 @@ from regsweep._state import SweepPaths, SweepStateError
 
 # Tune finds its state by pattern ("experiment_state-*.json"); a leftover temporary file never matches.
 TEMPORARY_MARK = ".regsweep-partial-"
+EXPERIMENT_STATE = "experiment_state-*.json"
+# Tune deletes a trial's checkpoint beyond num_to_keep as soon as a newer one is registered, and only then
+# snapshots the experiment, in a background upload: a driver killed in between leaves a snapshot naming a
+# deleted checkpoint, which Tuner.restore cannot recover the trial from (one kill in five in the resume test).
+# Each deletion waits here for the second experiment state written after it: that upload began after the
+# deletion, so the state it holds was saved after it and no longer names the checkpoint. (Uploads run one at
+# a time, and Tune saves the state it uploads in the same call that starts the upload.)
+_SNAPSHOTS_BEFORE_DELETE = 2
+_deferred: list[list[Any]] = []  # [checkpoint folder, experiment states written since Tune deleted it]
+_deferred_lock = threading.Lock()
 
 
 class _RenameOnClose:
@@ -53,6 +66,27 @@ class _RenameOnClose:
         self.closed = True
         self._handle.close()
         os.replace(self.temporary, self.path)
+        if fnmatch.fnmatch(os.path.basename(self.path), EXPERIMENT_STATE):
+            _experiment_state_written()
+
+
+def _experiment_state_written() -> None:
+    with _deferred_lock:
+        for entry in _deferred:
+            entry[1] += 1
+        due = [entry[0] for entry in _deferred if entry[1] >= _SNAPSHOTS_BEFORE_DELETE]
+        _deferred[:] = [entry for entry in _deferred if entry[1] < _SNAPSHOTS_BEFORE_DELETE]
+    for folder in due:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def delete_deferred_checkpoints() -> None:
+    """Delete the checkpoints Tune gave up on; for when a stage has finished and will not be resumed."""
+    with _deferred_lock:
+        due = [entry[0] for entry in _deferred]
+        _deferred.clear()
+    for folder in due:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class AtomicLocalHandler(pafs.FileSystemHandler):
@@ -86,6 +120,10 @@ class AtomicLocalHandler(pafs.FileSystemHandler):
         self._local.create_dir(path, recursive=recursive)
 
     def delete_dir(self, path: str) -> None:
+        if re.fullmatch(r"checkpoint_\d+", os.path.basename(path.rstrip("/"))):
+            with _deferred_lock:
+                _deferred.append([path, 0])
+            return
         self._local.delete_dir(path)
 
     def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
@@ -132,7 +170,7 @@ def _load_pickle(data: bytes) -> Any:
 # name as Tune picks it, and how. A file that fails here makes Tune's resume fail.
 _STATE_FILES: tuple[tuple[str, Callable[[bytes], Any]], ...] = (
     ("tuner.pkl", _load_pickle),
-    ("experiment_state-*.json", json.loads),
+    (EXPERIMENT_STATE, json.loads),
     ("basic-variant-state-*.json", _load_pickle),
     ("search_gen_state-*.json", _load_pickle),
     ("searcher-state-*.pkl", _load_pickle),

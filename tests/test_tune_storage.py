@@ -69,3 +69,34 @@ def test_saved_state_is_false_until_tune_saved_a_tuner_and_an_experiment_state(t
     (tmp_path / "search" / "experiment_state-2026-01-02_00-00-00.json").write_text('{"trial_data": [')
     with pytest.raises(ValueError, match="experiment_state-2026-01-02_00-00-00.json: Ray Tune's saved state"):
         saved_state(stage)
+
+
+def test_tune_deleting_a_checkpoint_waits_for_two_experiment_states_written_after(tmp_path):
+    """Tune deletes a checkpoint beyond num_to_keep before its next snapshot is uploaded: a driver killed then
+    left a snapshot naming a deleted checkpoint (Tuner.restore failed the trial). The second experiment state
+    written after the deletion was saved after it, so only then is the folder removed."""
+    from regsweep._tune_storage import delete_deferred_checkpoints
+
+    fs = atomic_local_filesystem()
+    trial = tmp_path / "search" / "trial_00001"
+    for name in ("checkpoint_000001", "checkpoint_000002", "not_a_checkpoint"):
+        (trial / name).mkdir(parents=True)
+        (trial / name / "data.pt").write_bytes(b"x")
+
+    def snapshot():
+        with fs.open_output_stream(str(tmp_path / "search" / "experiment_state-2026-11-27_16-00-00.json")) as out:
+            out.write(b"{}")
+
+    fs.delete_dir(str(trial / "not_a_checkpoint"))
+    assert not (trial / "not_a_checkpoint").exists()  # only checkpoints wait
+    fs.delete_dir(str(trial / "checkpoint_000001"))
+    assert (trial / "checkpoint_000001" / "data.pt").exists()
+    with fs.open_output_stream(str(tmp_path / "search" / "searcher-state-1.pkl")) as out:
+        out.write(b"not an experiment state")
+    snapshot()  # may be the upload that was under way when Tune deleted it
+    assert (trial / "checkpoint_000001").exists()
+    fs.delete_dir(str(trial / "checkpoint_000002"))
+    snapshot()
+    assert not (trial / "checkpoint_000001").exists() and (trial / "checkpoint_000002").exists()
+    delete_deferred_checkpoints()  # at a stage's end, the rest at once
+    assert not (trial / "checkpoint_000002").exists()
