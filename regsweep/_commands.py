@@ -167,9 +167,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    """Read the Parquet results alone (no Ray) and print the leaderboard."""
-    from regsweep._results import read_results
-    from regsweep._state import SweepStateError, read_sweep_state
+    """Read the results alone (no Ray; a running sweep's journal so far) and print the leaderboard."""
+    from regsweep._state import SweepStateError, read_sweep_results, read_sweep_state
 
     state = read_sweep_state(args.name, args.results)
     own_metric, own_mode = state.get("metric", "val_acc"), state.get("mode", "max")
@@ -179,7 +178,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         raise UsageError(f"--metric {metric}: give --mode min or --mode max (the sweep's mode, {own_mode}, is for "
                          f"its metric {own_metric})")
     mode = args.mode or own_mode
-    frame = read_results(state["storage"])
+    frame = read_sweep_results(args.name, args.results, state)
     if metric not in frame:
         raise SweepStateError(f"--metric {metric}: not in the results of {args.name}")
     print_leaderboard(frame, metric, mode, args.name, top=args.top, fmt=args.format)

@@ -21,7 +21,6 @@ from regsweep._claims import judge_all
 from regsweep._importance import param_importances
 from regsweep._leaderboard import OVERFIT_GAP, build_leaderboard
 from regsweep._render import interval, render_markdown
-from regsweep._results import read_results
 
 SECTIONS = ("Hypothesis", "Setup", "Leaderboard", "Factor effects", "Interactions", "Parameter importance",
             "Overfitting", "Verdict")
@@ -52,7 +51,8 @@ def _setup(state: dict[str, Any], spec: dict[str, Any], frame: pd.DataFrame) -> 
         f"scheduler: `{yaml.safe_dump(spec.get('scheduler', {'type': 'fifo'}), default_flow_style=True).strip()}`",
         f"- seeds per configuration: {spec.get('seeds', 1)}; metric: `{state.get('metric')}` ({state.get('mode')})",
         f"- trials: {len(finals)}; epochs trained: {trained} of a budget of {budget} "
-        f"({100 * trained / max(budget, 1):.0f}%); wall time: {wall}",
+        f"({100 * trained / max(budget, 1):.0f}%); wall time: {wall}"
+        + ("" if state.get("status") == "finished" else f" (the sweep is {state.get('status')}: results so far)"),
         f"- hardware: {', '.join(hosts) or platform.node()} ({os.cpu_count()} CPUs on the reporting machine); "
         f"report written {datetime.now():%Y-%m-%d %H:%M}",
     ]
@@ -81,11 +81,12 @@ def _overfitting(frame: pd.DataFrame, board: Any) -> list[str]:
 
 def write_report(name: str, results_root: str = "results", reports_root: str = "reports") -> Path:
     """Write reports/NAME/journal.md and its PNG figures; returns the journal's path."""
-    from regsweep._state import read_sweep_state
+    from regsweep._state import read_sweep_results, read_sweep_state, sweep_status
 
     state = read_sweep_state(name, results_root)
+    state = {**state, "status": sweep_status(state)}
     spec = yaml.safe_load(state["spec_text"]) or {}
-    frame = read_results(state["storage"])
+    frame = read_sweep_results(name, results_root, state)
     metric, mode = state.get("metric") or spec.get("metric", "val_acc"), state.get("mode") or spec.get("mode", "max")
     state = {**state, "metric": metric, "mode": mode}
     out = Path(reports_root) / name

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regsweep._processes import process_alive
-from regsweep._results import JOURNAL_FILE, read_journal
+from regsweep._results import JOURNAL_FILE, build_table, read_journal, read_results
 
 if TYPE_CHECKING:
     from regsweep._validate import Sweep
@@ -110,3 +110,19 @@ def list_sweeps(results_root: str = DEFAULT_RESULTS) -> list[dict[str, Any]]:
         rows.append({"name": state["name"], "status": sweep_status(state), "trials": len(ends), **counts,
                      "started_at": state.get("started_at"), "spec": state.get("spec_path")})
     return rows
+
+
+def read_sweep_results(name: str, results_root: str | os.PathLike, state: dict[str, Any]) -> Any:
+    """A sweep's results as a table: its Parquet table once it finished; while it runs, or after it was
+    interrupted, what its journal holds so far (the table is written as each stage ends). SweepStateError
+    when there is nothing to read yet."""
+    journal = Path(results_root) / name / JOURNAL_FILE
+    status = sweep_status(state)
+    try:
+        frame = (build_table(read_journal(journal)) if status != "finished" and journal.exists()
+                 else read_results(state["storage"]))
+    except FileNotFoundError:
+        frame = None
+    if frame is None or frame.empty:
+        raise SweepStateError(f"sweep {name} ({status}) has no results yet")
+    return frame

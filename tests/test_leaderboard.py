@@ -217,3 +217,28 @@ def test_an_unreadable_state_file_is_one_clear_error_and_does_not_hide_the_other
                                     "search_space": {"dropout": {"grid": [0.0]}}}))
     assert main(["run", str(spec), "--results", str(results), "--no-mlflow"]) == 2
     assert "broken already exists (its state file is unreadable); use --fresh to start over" in capsys.readouterr().err
+
+
+def test_a_running_sweeps_leaderboard_and_report_read_its_journal_so_far(factorial, tmp_path, capsys):
+    """The Parquet table is written as each stage ends: a sweep still running (or interrupted) has none yet, and
+    `leaderboard` and `report` used to fail on the missing file. They read the journal instead."""
+    import os
+    import shutil
+
+    from regsweep.cli import main
+
+    results = tmp_path / "results"
+    folder = results / "factorial"
+    shutil.copytree(factorial[0] / "results" / "factorial", folder)
+    (folder / "results.parquet").unlink()
+    state = json.loads((folder / "sweep.json").read_text())
+    (folder / "sweep.json").write_text(json.dumps({**state, "status": "running", "pid": os.getpid()}))
+    assert main(["leaderboard", "factorial", "--results", str(results), "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["top"]) == 4
+    assert main(["report", "factorial", "--results", str(results), "--reports", str(tmp_path / "reports")]) == 0
+    text = (tmp_path / "reports" / "factorial" / "journal.md").read_text()
+    assert "- trials: 8; epochs trained: 16 of a budget of 16 (100%)" in text
+    assert "(the sweep is running: results so far)" in text
+    (folder / "journal.jsonl").write_text("")  # started, nothing reported yet
+    assert main(["leaderboard", "factorial", "--results", str(results)]) == 2
+    assert "regsweep: sweep factorial (running) has no results yet" in capsys.readouterr().err
