@@ -20,7 +20,7 @@ from regsweep._aggregate import deciding_stage, final_rows
 from regsweep._claims import judge_all
 from regsweep._importance import param_importances
 from regsweep._leaderboard import OVERFIT_GAP, build_leaderboard
-from regsweep._render import interval, render_markdown
+from regsweep._render import _num, interval, render_markdown
 
 SECTIONS = ("Hypothesis", "Setup", "Leaderboard", "Factor effects", "Interactions", "Parameter importance",
             "Overfitting", "Verdict")
@@ -58,11 +58,6 @@ def _setup(state: dict[str, Any], spec: dict[str, Any], frame: pd.DataFrame) -> 
     ]
 
 
-def _number(value: Any, spec: str) -> str:
-    """`value` formatted, or '-' for a metric the trainable does not report (as the leaderboard shows it)."""
-    return "-" if value is None or value != value else format(value, spec)
-
-
 def _overfitting(frame: pd.DataFrame, board: Any) -> list[str]:
     lines = ["| # | config | final train_loss | final val_loss | gap | best epoch | flag |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -72,8 +67,8 @@ def _overfitting(frame: pd.DataFrame, board: Any) -> list[str]:
         label = " ".join(f"{c[len('config/'):]}={row[c]}" for c in board.varying)
         train = rows["train_loss"].mean() if "train_loss" in rows else None
         val = rows["val_loss"].mean() if "val_loss" in rows else None
-        lines.append(f"| {row['rank']} | {label} | {_number(train, '.4f')} | {_number(val, '.4f')} | "
-                     f"{_number(row['gap'], '.4f')} | {_number(row['best_epoch'], '.1f')} | "
+        lines.append(f"| {row['rank']} | {label} | {_num(train)} | {_num(val)} | "
+                     f"{_num(row['gap'])} | {_num(row['best_epoch'], 1)} | "
                      f"{'overfit' if row['overfit'] else ''} |")
     lines += ["", f"_A gap (val_loss - train_loss) above {OVERFIT_GAP} is flagged; see the learning curves._"]
     return lines

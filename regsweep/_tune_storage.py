@@ -74,17 +74,19 @@ def _experiment_state_written() -> None:
     with _deferred_lock:
         for entry in _deferred:
             entry[1] += 1
-        due = [entry[0] for entry in _deferred if entry[1] >= _SNAPSHOTS_BEFORE_DELETE]
-        _deferred[:] = [entry for entry in _deferred if entry[1] < _SNAPSHOTS_BEFORE_DELETE]
-    for folder in due:
-        shutil.rmtree(folder, ignore_errors=True)
+    _delete_deferred(_SNAPSHOTS_BEFORE_DELETE)
 
 
 def delete_deferred_checkpoints() -> None:
     """Delete the checkpoints Tune gave up on; for when a stage has finished and will not be resumed."""
+    _delete_deferred(0)
+
+
+def _delete_deferred(snapshots_since: int) -> None:
+    """Delete the held-back checkpoints with at least `snapshots_since` experiment states written after them."""
     with _deferred_lock:
-        due = [entry[0] for entry in _deferred]
-        _deferred.clear()
+        due = [folder for folder, seen in _deferred if seen >= snapshots_since]
+        _deferred[:] = [entry for entry in _deferred if entry[1] < snapshots_since]
     for folder in due:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -309,10 +309,10 @@ def check_storage(sweep: Sweep, storage: str) -> None:
     as needed."""
     if "://" not in storage:
         return
-    import pyarrow.fs
+    from regsweep._results import filesystem_for
 
     try:
-        pyarrow.fs.FileSystem.from_uri(storage)
+        filesystem_for(storage)
     except Exception as exc:  # pyarrow's own errors differ by scheme: ArrowInvalid, OSError, ...
         raise SpecError([Problem("resources.storage", storage, f"pyarrow.fs cannot open it ({exc}); name a local "
                                  "folder or a URI pyarrow.fs knows (s3://, gs://, hdfs://, file://)",
