@@ -132,6 +132,19 @@ def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(uri)
 
 
+def holds_files(uri: str) -> bool:
+    """Whether a local folder or URI holds anything."""
+    fs, folder = filesystem_for(uri)
+    return bool(fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)))
+
+
+def delete_folder(uri: str) -> None:
+    """Delete a local folder or URI prefix and all it holds; one that does not exist is no error."""
+    fs, folder = filesystem_for(uri)
+    if fs.get_file_info(folder).type != pafs.FileType.NotFound:
+        fs.delete_dir(folder)
+
+
 def write_results(frame: pd.DataFrame, root_uri: str) -> str:
     """Write the table as `<root>/results.parquet`, replacing it atomically where the filesystem can."""
     fs, root = filesystem_for(root_uri)

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from regsweep._record import end_unended
-from regsweep._results import compact, ended_trials, read_results
+from regsweep._results import compact, delete_folder, ended_trials, holds_files, read_results
 from regsweep._space import grid_points, random_points
 from regsweep._state import (DEFAULT_RESULTS, SweepPaths, SweepStateError, read_state, read_sweep_state,
                              sweep_name, sweep_status, write_state)
@@ -260,10 +260,17 @@ def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str 
 
     def create() -> None:
         # After the data and resource checks: a sweep that cannot start leaves no results folder behind.
+        # Storage apart from the results folder (s3://, another disk) may hold an earlier sweep of this name
+        # (its results folder deleted, or made on another machine): Tune's state left there would be what a
+        # resume restores, should this sweep be killed before Tune's first snapshot.
+        separate = paths.storage != str(paths.local)
+        if separate and not fresh and holds_files(paths.storage):
+            raise SweepStateError(f"{paths.storage} already holds a sweep named {name} (Ray Tune's state, results); "
+                                  f"use --fresh to replace it")
         if paths.local.exists():
             shutil.rmtree(paths.local)
-            if paths.storage != str(paths.local) and "://" not in paths.storage:
-                shutil.rmtree(paths.storage, ignore_errors=True)
+        if separate:
+            delete_folder(paths.storage)
         paths.local.mkdir(parents=True)
         (paths.local / "spec.yaml").write_text(sweep.spec_text)
         write_state(paths, state)

@@ -37,7 +37,7 @@ from regsweep._record import FINAL_STATUSES, TrialRecorder, trial_name, trial_pa
 from regsweep._results import ended_trials  # noqa: E402
 from regsweep._space import OptunaDefineByRun  # noqa: E402
 from regsweep._spec import SpecError  # noqa: E402
-from regsweep._tune_storage import atomic_local_filesystem, stage_path  # noqa: E402
+from regsweep._tune_storage import tune_filesystem  # noqa: E402
 from regsweep._validate import Sweep, load_user_trainable  # noqa: E402
 from trainables import Problem  # noqa: E402
 
@@ -234,9 +234,9 @@ def build_tuner(sweep: Sweep, stage: str, storage: str, callback: JournalCallbac
         time_budget_s=spec.resources.time_budget_s, reuse_actors=True, trial_name_creator=_trial_name,
         trial_dirname_creator=lambda trial: trial.trial_id,
     )
-    storage_path = storage if "://" in storage else os.path.abspath(storage)
+    storage_filesystem, storage_path = tune_filesystem(storage)
     run_config = tune.RunConfig(
-        name=stage, storage_path=storage_path, storage_filesystem=_filesystem(storage), verbose=0,
+        name=stage, storage_path=storage_path, storage_filesystem=storage_filesystem, verbose=0,
         callbacks=[callback, _SilentTrialProgress(metric=spec.metric)],
         failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
         # Tune snapshots the experiment whenever a trial has saved num_to_keep checkpoints since the last
@@ -250,14 +250,10 @@ def restore_tuner(sweep: Sweep, stage: str, storage: str, ended: frozenset[str])
     """Reopen an interrupted stage: finished trials stay finished (those in Tune's snapshot and those
     `ended` per the journal), unfinished ones resume from their last checkpoint, errored ones are
     not rerun."""
-    return tune.Tuner.restore(stage_path(storage, stage), trainable=_trainable(sweep, ended),
+    storage_filesystem, storage_path = tune_filesystem(storage)
+    return tune.Tuner.restore(f"{storage_path.rstrip('/')}/{stage}", trainable=_trainable(sweep, ended),
                               resume_unfinished=True, resume_errored=False, restart_errored=False,
-                              storage_filesystem=_filesystem(storage))
-
-
-def _filesystem(storage: str) -> Any:
-    """A local storage path gets whole-file writes (see _tune_storage); a URI keeps its own filesystem."""
-    return None if "://" in storage else atomic_local_filesystem()
+                              storage_filesystem=storage_filesystem)
 
 
 def _trainable(sweep: Sweep, ended: frozenset[str] = frozenset()) -> Any:

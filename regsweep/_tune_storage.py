@@ -1,13 +1,14 @@
-"""Ray Tune's storage: a local filesystem in which every file written appears whole or not at all, and a
-check, before Tuner.restore, that the state Tune saved can be read (Ray-free: `resume` runs it before
-anything starts).
+"""Ray Tune's storage, through a filesystem that holds Tune's checkpoint deletions back (any storage) and,
+on a local disk, makes every file written appear whole or not at all; and a check, before Tuner.restore,
+that the state Tune saved can be read (Ray-free: `resume` runs it before anything starts).
 
 Tune saves its experiment state (trial list, searcher state) to a staging folder and copies it to the
 storage path in a background thread, and workers copy their checkpoints there. On a local disk that copy
 truncates the previous file first: a driver killed mid-copy leaves a half-written experiment state, and
 Tuner.restore then fails and, by Tune's design, silently starts the experiment again from an empty config.
-Here each file is written beside its destination and renamed into place when complete, so a kill leaves
-the previous version whole."""
+Here each local file is written beside its destination and renamed into place when complete, so a kill
+leaves the previous version whole. (Object stores such as S3 already publish an object only when its upload
+completes.)"""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import json
 import os
 import pickle
 import re
-import shutil
 import threading
 import uuid
 from typing import Any, Callable
@@ -37,43 +37,51 @@ EXPERIMENT_STATE = "experiment_state-*.json"
 # deletion, so the state it holds was saved after it and no longer names the checkpoint. (Uploads run one at
 # a time, and Tune saves the state it uploads in the same call that starts the upload.)
 _SNAPSHOTS_BEFORE_DELETE = 2
-_deferred: list[list[Any]] = []  # [checkpoint folder, experiment states written since Tune deleted it]
+_deferred: list[list[Any]] = []  # [filesystem, checkpoint folder, experiment states written since deleted]
 _deferred_lock = threading.Lock()
 
 
-class _RenameOnClose:
-    """A binary file at a temporary name beside `path`, renamed to `path` by close()."""
+class _OutputStream:
+    """A writable stream for `path` whose close() closes `stream`, then `publish`es it (on a local disk: renames
+    the temporary file into place), then reports the file written."""
 
-    def __init__(self, path: str):
+    def __init__(self, stream: Any, path: str, publish: Callable[[], None] = lambda: None):
         self.path = path
-        folder, name = os.path.split(path)
-        self.temporary = os.path.join(folder, f".{name}{TEMPORARY_MARK}{uuid.uuid4().hex[:8]}")
-        self._handle = open(self.temporary, "wb")
+        self._stream = stream
+        self._publish = publish
         self.closed = False
 
     def write(self, data: Any) -> int:
-        return self._handle.write(data)
+        return self._stream.write(data)
 
     def flush(self) -> None:
-        self._handle.flush()
+        self._stream.flush()
 
     def tell(self) -> int:
-        return self._handle.tell()
+        return self._stream.tell()
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        self._handle.close()
-        os.replace(self.temporary, self.path)
-        if fnmatch.fnmatch(os.path.basename(self.path), EXPERIMENT_STATE):
-            _experiment_state_written()
+        self._stream.close()
+        self._publish()
+        _file_written(self.path)
 
 
-def _experiment_state_written() -> None:
+def _renamed_on_close(path: str) -> _OutputStream:
+    """A binary file at a temporary name beside `path`, renamed to `path` by close()."""
+    folder, name = os.path.split(path)
+    temporary = os.path.join(folder, f".{name}{TEMPORARY_MARK}{uuid.uuid4().hex[:8]}")
+    return _OutputStream(open(temporary, "wb"), path, publish=lambda: os.replace(temporary, path))
+
+
+def _file_written(path: str) -> None:
+    if not fnmatch.fnmatch(os.path.basename(path.rstrip("/")), EXPERIMENT_STATE):
+        return
     with _deferred_lock:
         for entry in _deferred:
-            entry[1] += 1
+            entry[2] += 1
     _delete_deferred(_SNAPSHOTS_BEFORE_DELETE)
 
 
@@ -85,82 +93,101 @@ def delete_deferred_checkpoints() -> None:
 def _delete_deferred(snapshots_since: int) -> None:
     """Delete the held-back checkpoints with at least `snapshots_since` experiment states written after them."""
     with _deferred_lock:
-        due = [folder for folder, seen in _deferred if seen >= snapshots_since]
-        _deferred[:] = [entry for entry in _deferred if entry[1] < snapshots_since]
-    for folder in due:
-        shutil.rmtree(folder, ignore_errors=True)
+        due = [(fs, folder) for fs, folder, seen in _deferred if seen >= snapshots_since]
+        _deferred[:] = [entry for entry in _deferred if entry[2] < snapshots_since]
+    for fs, folder in due:
+        try:
+            fs.delete_dir(folder)
+        except OSError:  # already gone (a resumed stage), or the store refused: leave it
+            pass
 
 
-class AtomicLocalHandler(pafs.FileSystemHandler):
-    """pyarrow's LocalFileSystem, except that files opened for writing are renamed into place on close."""
+class TuneStorageHandler(pafs.FileSystemHandler):
+    """A pyarrow filesystem (local disk, S3, GCS, ...) as Tune's storage: Tune's checkpoint deletions wait
+    for later snapshots, and on a local disk files opened for writing are renamed into place on close."""
 
-    def __init__(self) -> None:
-        self._local = pafs.LocalFileSystem()
+    def __init__(self, fs: pafs.FileSystem):
+        self._fs = fs
+        self._local = isinstance(fs, pafs.LocalFileSystem)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, AtomicLocalHandler)
+        return isinstance(other, TuneStorageHandler) and self._fs.equals(other._fs)
 
     def __hash__(self) -> int:
-        return hash(AtomicLocalHandler)
+        return hash((TuneStorageHandler, self._fs.type_name))
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return AtomicLocalHandler, ()
+        return TuneStorageHandler, (self._fs,)
 
     def get_type_name(self) -> str:
-        return "regsweep-atomic-local"
+        return f"regsweep-tune-{self._fs.type_name}"
 
     def normalize_path(self, path: str) -> str:
-        return self._local.normalize_path(path)
+        return self._fs.normalize_path(path)
 
     def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
-        return self._local.get_file_info(paths)
+        return self._fs.get_file_info(paths)
 
     def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
-        return self._local.get_file_info(selector)
+        return self._fs.get_file_info(selector)
 
     def create_dir(self, path: str, recursive: bool) -> None:
-        self._local.create_dir(path, recursive=recursive)
+        self._fs.create_dir(path, recursive=recursive)
 
     def delete_dir(self, path: str) -> None:
         if re.fullmatch(r"checkpoint_\d+", os.path.basename(path.rstrip("/"))):
             with _deferred_lock:
-                _deferred.append([path, 0])
+                _deferred.append([self._fs, path, 0])
             return
-        self._local.delete_dir(path)
+        self._fs.delete_dir(path)
 
     def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
-        self._local.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+        self._fs.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
 
     def delete_root_dir_contents(self) -> None:
         raise OSError("regsweep's Tune storage refuses to delete the contents of the filesystem's root")
 
     def delete_file(self, path: str) -> None:
-        self._local.delete_file(path)
+        self._fs.delete_file(path)
 
     def move(self, src: str, dest: str) -> None:
-        self._local.move(src, dest)
+        self._fs.move(src, dest)
+        _file_written(dest)
 
     def copy_file(self, src: str, dest: str) -> None:
-        with self._local.open_input_stream(src) as source, self.open_output_stream(dest, None) as target:
+        if not self._local:
+            self._fs.copy_file(src, dest)  # a store's own copy publishes the object whole
+            _file_written(dest)
+            return
+        with self._fs.open_input_stream(src) as source, self.open_output_stream(dest, None) as target:
             while chunk := source.read(1 << 20):
                 target.write(chunk)
 
     def open_input_stream(self, path: str) -> pa.NativeFile:
-        return self._local.open_input_stream(path)
+        return self._fs.open_input_stream(path)
 
     def open_input_file(self, path: str) -> pa.NativeFile:
-        return self._local.open_input_file(path)
+        return self._fs.open_input_file(path)
 
     def open_output_stream(self, path: str, metadata: dict[str, str] | None) -> pa.NativeFile:
-        return pa.PythonFile(_RenameOnClose(path), mode="w")
+        if self._local:
+            return pa.PythonFile(_renamed_on_close(path), mode="w")
+        return pa.PythonFile(_OutputStream(self._fs.open_output_stream(path, metadata=metadata), path), mode="w")
 
     def open_append_stream(self, path: str, metadata: dict[str, str] | None) -> pa.NativeFile:
-        return self._local.open_append_stream(path)
+        return self._fs.open_append_stream(path, metadata=metadata)
 
 
-def atomic_local_filesystem() -> pafs.PyFileSystem:
-    """The filesystem Tune is given for a local storage path, by the Tuner and by Tuner.restore alike."""
-    return pafs.PyFileSystem(AtomicLocalHandler())
+def AtomicLocalHandler() -> TuneStorageHandler:  # noqa: N802 (the class name Tune's older snapshots pickled)
+    """The local handler as sweeps saved before 2026-11-28 name it in Tune's state; kept so that they resume."""
+    return TuneStorageHandler(pafs.LocalFileSystem())
+
+
+def tune_filesystem(storage: str) -> tuple[pafs.PyFileSystem, str]:
+    """The filesystem and path in it that Tune is given for a storage path or URI, by the Tuner and by
+    Tuner.restore alike."""
+    fs, path = filesystem_for(storage)
+    return pafs.PyFileSystem(TuneStorageHandler(fs)), path
 
 
 def _load_pickle(data: bytes) -> Any:

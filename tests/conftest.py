@@ -69,3 +69,18 @@ def write_spec(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch):
+    """A bucket on a real S3-compatible server (moto's) on a loopback port, as s3://...; this process and those
+    it starts (Ray's workers among them) reach it through the environment. The server stops after the test."""
+    from s3_server import S3Server
+
+    server = S3Server().start()
+    try:
+        for key, value in server.environment().items():
+            monkeypatch.setenv(key, value)
+        yield server.create_bucket("regsweep-tests")
+    finally:
+        server.stop()

@@ -15,6 +15,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def answers(url: str, process: subprocess.Popen, timeout: float) -> bool:
+    """Whether `url` answers within `timeout` seconds; raises if the server's process exits first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return True
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"{process.args[0]} exited at start")
+            time.sleep(0.2)
+    return False
+
+
 class MlflowServer:
     def __init__(self, folder, port=None):
         self.folder, self.port = folder, port or free_port()
@@ -30,17 +44,10 @@ class MlflowServer:
                    "--artifacts-destination", str(self.folder / "artifacts"), "--workers", "1"]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.uri}/health", timeout=1).read()
-                return self
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError("mlflow server exited at start")
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("mlflow server did not start in time")
+        if not answers(f"{self.uri}/health", self.process, timeout):
+            self.stop()
+            raise RuntimeError("mlflow server did not start in time")
+        return self
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

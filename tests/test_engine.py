@@ -1,9 +1,11 @@
 """Integration: real sweeps on a real local Ray (2 CPUs) with digits."""
 
+import shutil
+
 import pytest
 
 from regsweep._results import read_results
-from regsweep._state import list_sweeps
+from regsweep._state import SweepStateError, list_sweeps
 from regsweep._sweep import start_sweep
 from regsweep._validate import load_sweep
 
@@ -250,3 +252,16 @@ def test_storage_uri_and_overrides(ray_local, tmp_path, write_spec):
     assert (tmp_path / "bucket" / "stored" / "search").is_dir()
     assert len(read_results(f"{storage}/stored")) == 8
     assert (tmp_path / "results" / "stored" / "journal.jsonl").exists()
+
+    # The results folder deleted, the storage still holds the sweep: Tune's state left there is what a resume
+    # would restore if a new run were killed before Tune's first snapshot. Refused until --fresh replaces it.
+    shutil.rmtree(tmp_path / "results" / "stored")
+    with pytest.raises(SweepStateError, match=r"/bucket/stored already holds a sweep named stored .*use --fresh"):
+        start_sweep(sweep, str(tmp_path / "results"), storage=storage, mlflow=False)
+    assert len(read_results(f"{storage}/stored")) == 8 and not (tmp_path / "results" / "stored").exists()
+    search = tmp_path / "bucket" / "stored" / "search"
+    earlier_trials = {p.name for p in search.iterdir() if p.is_dir()}
+    start_sweep(load_sweep(spec, {"epochs": 1}), str(tmp_path / "results"), storage=storage, fresh=True, mlflow=False)
+    trials = {p.name for p in search.iterdir() if p.is_dir()}
+    assert len(trials) == 2 and not trials & earlier_trials
+    assert len(read_results(f"{storage}/stored")) == 2

@@ -137,8 +137,10 @@ def test_a_server_that_comes_up_after_the_start_gets_every_trial_and_no_trial_wa
     receives the parent run and every trial during the sweep, with no sync-mlflow."""
     later = MlflowServer(tmp_path / "later")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", later.uri)
+    server_up = tmp_path / "server-up"  # the trials' later epochs wait for it: the server's start takes 7-20 s
     spec = write_spec({
-        "name": "late", "trainable": "helpers.user_trainables:slow_epochs", "fixed": {"epochs": 10, "sleep": 1.0},
+        "name": "late", "trainable": "helpers.user_trainables:slow_epochs",
+        "fixed": {"epochs": 4, "sleep": 0.5, "hold": str(server_up)},
         "search_space": {"x": {"grid": [0.1, 0.2, 0.3, 0.4]}}, "resources": {"executor": "local"},
     })
     journal = tmp_path / "results" / "late" / "journal.jsonl"
@@ -147,8 +149,11 @@ def test_a_server_that_comes_up_after_the_start_gets_every_trial_and_no_trial_wa
     def start_late():
         while not read_journal(journal):
             time.sleep(0.1)
-        later.start()
-        up.append(len(read_journal(journal)))
+        try:
+            later.start()
+            up.append(len(read_journal(journal)))
+        finally:
+            server_up.touch()
 
     starter = threading.Thread(target=start_late)
     starter.start()

@@ -28,12 +28,16 @@ def dropout_grid(write_spec, name, **resources):
     })
 
 
-@pytest.mark.parametrize("executor", ["ray", "local"])
-def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, executor):
+@pytest.mark.parametrize("executor,storage", [("ray", "local"), ("local", "local"), ("ray", "s3")],
+                         ids=["ray", "local", "ray-s3"])
+def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, request, executor, storage):
+    """With storage "s3" Tune keeps checkpoints and its state in a bucket (a real S3 server on a loopback port)."""
     spec = dropout_grid(write_spec, "killme", checkpoint_every_s=0)
     results = tmp_path / "results"
+    stored = ["--storage", f"{request.getfixturevalue('s3_bucket')}/sweeps"] if storage == "s3" else []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--executor", executor]
+    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--executor", executor,
+               *stored]
     journal = results / "killme" / "journal.jsonl"
     before_kill = kill_mid_sweep(command, journal, tmp_path, env)
     ended_before = {r["trial_id"] for r in before_kill if r.get("kind") == "end"}
@@ -43,8 +47,10 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, 
                             capture_output=True, text=True, cwd=tmp_path, env=env)
     assert "killme" in listed.stdout and "interrupted" in listed.stdout
 
-    if executor == "ray":
+    if executor == "ray" and storage == "local":
         refuses_broken_tune_state(results, tmp_path, env, journal)
+    if storage == "s3":  # the state Tune saved, where the resume reads it: in the bucket, nothing on disk
+        assert saved_state(f"{stored[1]}/killme/search") and not (results / "killme" / "search").exists()
 
     # MLflow's parent run is opened on the logging thread, and the state file may not have its id at a kill
     # (made certain here): the resume finds that run by the sweep's id tag instead of opening a second one.
@@ -53,7 +59,7 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, 
     resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", "killme", "--results", str(results)],
                              capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    frame = read_results(str(results / "killme"))
+    frame = read_results(f"{stored[1]}/killme" if stored else str(results / "killme"))  # beside Tune's state
     assert frame["trial_id"].nunique() == 6 and set(frame["status"]) == {"completed"}
     epochs = frame.groupby("trial_id")["epoch"].apply(sorted)
     assert all(e == list(range(1, EPOCHS + 1)) for e in epochs), epochs.to_dict()
