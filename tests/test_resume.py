@@ -28,16 +28,12 @@ def dropout_grid(write_spec, name, **resources):
     })
 
 
-@pytest.mark.parametrize("executor,storage", [("ray", "local"), ("local", "local"), ("ray", "s3")],
-                         ids=["ray", "local", "ray-s3"])
-def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, request, executor, storage):
-    """With storage "s3" Tune keeps checkpoints and its state in a bucket (a real S3 server on a loopback port)."""
+@pytest.mark.parametrize("executor", ["ray", "local"])
+def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, executor):
     spec = dropout_grid(write_spec, "killme", checkpoint_every_s=0)
     results = tmp_path / "results"
-    stored = ["--storage", f"{request.getfixturevalue('s3_bucket')}/sweeps"] if storage == "s3" else []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--executor", executor,
-               *stored]
+    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--executor", executor]
     journal = results / "killme" / "journal.jsonl"
     before_kill = kill_mid_sweep(command, journal, tmp_path, env)
     ended_before = {r["trial_id"] for r in before_kill if r.get("kind") == "end"}
@@ -47,10 +43,8 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, 
                             capture_output=True, text=True, cwd=tmp_path, env=env)
     assert "killme" in listed.stdout and "interrupted" in listed.stdout
 
-    if executor == "ray" and storage == "local":
+    if executor == "ray":
         refuses_broken_tune_state(results, tmp_path, env, journal)
-    if storage == "s3":  # the state Tune saved, where the resume reads it: in the bucket, nothing on disk
-        assert saved_state(f"{stored[1]}/killme/search") and not (results / "killme" / "search").exists()
 
     # MLflow's parent run is opened on the logging thread, and the state file may not have its id at a kill
     # (made certain here): the resume finds that run by the sweep's id tag instead of opening a second one.
@@ -59,7 +53,7 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, 
     resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", "killme", "--results", str(results)],
                              capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    frame = read_results(f"{stored[1]}/killme" if stored else str(results / "killme"))  # beside Tune's state
+    frame = read_results(str(results / "killme"))
     assert frame["trial_id"].nunique() == 6 and set(frame["status"]) == {"completed"}
     epochs = frame.groupby("trial_id")["epoch"].apply(sorted)
     assert all(e == list(range(1, EPOCHS + 1)) for e in epochs), epochs.to_dict()
@@ -101,11 +95,14 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, write_spec, 
         assert child.info.status == "FINISHED"
 
 
-def test_ctrl_c_leaves_a_ray_sweep_interrupted_and_resumable(tmp_path, write_spec):
-    """Tune's own Ctrl-C handler would stop the running trials and return as if the stage had finished."""
+def test_ctrl_c_leaves_a_ray_sweep_interrupted_and_resumable(tmp_path, write_spec, s3_bucket):
+    """Tune's own Ctrl-C handler would stop the running trials and return as if the stage had finished.
+    Tune's state and checkpoints are in a bucket on a real S3 server (a loopback port), as on a cluster."""
     spec = dropout_grid(write_spec, "ctrlc")
     results = tmp_path / "results"
-    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--no-mlflow"]
+    storage = f"{s3_bucket}/sweeps"
+    command = [sys.executable, "-m", "regsweep", "run", str(spec), "--results", str(results), "--no-mlflow",
+               "--storage", storage]
     finished = []
     # As a terminal's Ctrl-C: SIGINT to the driver's whole process group.
     before = kill_mid_sweep(command, results / "ctrlc" / "journal.jsonl", tmp_path, os.environ, sig=signal.SIGINT,
@@ -114,6 +111,8 @@ def test_ctrl_c_leaves_a_ray_sweep_interrupted_and_resumable(tmp_path, write_spe
     assert len(unfinished(before)) >= 1
     state = json.loads((results / "ctrlc" / "sweep.json").read_text())
     assert state["status"] == "interrupted" and "search" not in state.get("stages", {})
+    # What the resume restores is in the bucket, nothing of Tune's on this disk.
+    assert saved_state(f"{storage}/ctrlc/search") and not (results / "ctrlc" / "search").exists()
     resumed = subprocess.run([sys.executable, "-m", "regsweep", "resume", "ctrlc", "--results", str(results)],
                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -121,7 +120,7 @@ def test_ctrl_c_leaves_a_ray_sweep_interrupted_and_resumable(tmp_path, write_spe
     # The progress counts the trials left, not those that ended before the interrupt.
     left = 6 - sum(r.get("kind") == "end" for r in before)
     assert f"[search] {left} trials" in resumed.stdout and f"[search {left}/{left}]" in resumed.stdout
-    frame = read_results(str(results / "ctrlc"))
+    frame = read_results(f"{storage}/ctrlc")  # beside Tune's state
     assert frame["trial_id"].nunique() == 6 and set(frame["status"]) == {"completed"}
     assert not frame.duplicated(["trial_id", "epoch"]).any() and (frame.groupby("trial_id").size() == EPOCHS).all()
 
