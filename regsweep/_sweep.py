@@ -269,7 +269,7 @@ def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str 
                                   f"use --fresh to replace it")
         if paths.local.exists():
             shutil.rmtree(paths.local)
-        if separate:
+        if separate and fresh:  # without --fresh it was just found empty
             delete_folder(paths.storage)
         paths.local.mkdir(parents=True)
         (paths.local / "spec.yaml").write_text(sweep.spec_text)

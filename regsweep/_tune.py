@@ -37,7 +37,7 @@ from regsweep._record import FINAL_STATUSES, TrialRecorder, trial_name, trial_pa
 from regsweep._results import ended_trials  # noqa: E402
 from regsweep._space import OptunaDefineByRun  # noqa: E402
 from regsweep._spec import SpecError  # noqa: E402
-from regsweep._tune_storage import tune_filesystem  # noqa: E402
+from regsweep._tune_storage import stage_path, tune_filesystem  # noqa: E402
 from regsweep._validate import Sweep, load_user_trainable  # noqa: E402
 from trainables import Problem  # noqa: E402
 
@@ -250,8 +250,8 @@ def restore_tuner(sweep: Sweep, stage: str, storage: str, ended: frozenset[str])
     """Reopen an interrupted stage: finished trials stay finished (those in Tune's snapshot and those
     `ended` per the journal), unfinished ones resume from their last checkpoint, errored ones are
     not rerun."""
-    storage_filesystem, storage_path = tune_filesystem(storage)
-    return tune.Tuner.restore(f"{storage_path.rstrip('/')}/{stage}", trainable=_trainable(sweep, ended),
+    storage_filesystem, path = tune_filesystem(stage_path(storage, stage))
+    return tune.Tuner.restore(path, trainable=_trainable(sweep, ended),
                               resume_unfinished=True, resume_errored=False, restart_errored=False,
                               storage_filesystem=storage_filesystem)
 
