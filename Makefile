@@ -14,6 +14,9 @@ STORAGE ?= s3://YOUR-BUCKET/regsweep
 MLFLOW_PORT ?= 5000
 MLFLOW_BACKEND ?= sqlite:///mlruns/mlflow.db
 MLFLOW_ARTIFACTS ?= mlruns/artifacts
+# MLflow 3's server also starts a job runner for its GenAI features: seven more processes, each importing MLflow.
+# regsweep only tracks runs; MLFLOW_JOBS=true starts them anyway.
+MLFLOW_JOBS ?= false
 
 .PHONY: install test bench bench-quick $(addprefix sweep-,$(SWEEPS)) $(addprefix report-,$(SWEEPS)) \
 	validate-sweeps mlflow-ui mlflow-server cluster-sweep
@@ -49,14 +52,15 @@ validate-sweeps:
 # The embedded store every sweep logs to by default, in the browser at http://127.0.0.1:$(MLFLOW_PORT).
 mlflow-ui:
 	mkdir -p mlruns
-	$(PYTHON) -m mlflow ui --backend-store-uri $(MLFLOW_BACKEND) --host 127.0.0.1 --port $(MLFLOW_PORT)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$(MLFLOW_JOBS) $(PYTHON) -m mlflow ui --backend-store-uri $(MLFLOW_BACKEND) \
+		--host 127.0.0.1 --port $(MLFLOW_PORT)
 
 # A shared tracking server on loopback (reach it through SSH port forwarding). MLFLOW_BACKEND may be
 # postgresql://user@host/db; the password comes from the environment or ~/.pgpass, never from here.
 mlflow-server:
 	mkdir -p mlruns
-	$(PYTHON) -m mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --backend-store-uri $(MLFLOW_BACKEND) \
-		--artifacts-destination $(MLFLOW_ARTIFACTS)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$(MLFLOW_JOBS) $(PYTHON) -m mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) \
+		--backend-store-uri $(MLFLOW_BACKEND) --artifacts-destination $(MLFLOW_ARTIFACTS)
 
 # A sweep on the cluster of `ray up cluster.yaml`: runs on the head, streams the live view and the
 # leaderboard to this terminal; results and checkpoints on shared storage, MLflow on the head's loopback.

@@ -45,9 +45,9 @@ def test_cluster_yaml_is_safe_by_default():
     assert config["available_node_types"]["head"]["resources"] == {"CPU": 0}
 
 
-@pytest.fixture
-def cluster():
-    """A head with no CPUs (like cluster.yaml's) and two workers declaring one GPU each."""
+@pytest.fixture(scope="module")
+def _cluster():
+    """A head with no CPUs (like cluster.yaml's), started once for the module (15-20 s on two cores)."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -55,12 +55,23 @@ def cluster():
 
     ray.shutdown()
     local = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-    workers = [local.add_node(num_cpus=4, num_gpus=1) for _ in range(2)]
+    workers = []
     ray.init(address=local.address, log_to_driver=False, logging_level="ERROR")
     yield local, workers
     ray.shutdown()
     local.shutdown()
     start_local_ray()
+
+
+@pytest.fixture
+def cluster(_cluster):
+    """The module's cluster with two live workers declaring one GPU each (a node a test killed is replaced)."""
+    local, workers = _cluster
+    workers[:] = [w for w in workers if w in local.worker_nodes]
+    while len(workers) < 2:
+        workers.append(local.add_node(num_cpus=4, num_gpus=1))
+    local.wait_for_nodes()
+    return local, workers
 
 
 def max_overlap(intervals):

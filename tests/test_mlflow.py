@@ -16,11 +16,20 @@ from regsweep._validate import load_sweep
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture
-def server(tmp_path):
-    running = MlflowServer(tmp_path / "server").start()
+@pytest.fixture(scope="module")
+def _shared_server(tmp_path_factory):
+    running = MlflowServer(tmp_path_factory.mktemp("server"))
     yield running
     running.stop()
+
+
+@pytest.fixture
+def server(_shared_server):
+    """One server for the module (each start takes 10-15 s on two cores); every test logs to an experiment of
+    its own, and finds the server running even after a test that stopped it failed."""
+    if _shared_server.process is None:
+        _shared_server.start()
+    return _shared_server
 
 
 def runs_of(client, name):
@@ -58,10 +67,12 @@ GRID = {
 @pytest.mark.parametrize("executor", ["ray", "local"])
 def test_smoke_sweep_against_real_server(ray_local, tmp_path, write_spec, server, monkeypatch, executor):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
-    frame = start_sweep(load_sweep(write_spec(GRID), {"resources.executor": executor}), str(tmp_path / "results"))
+    name = f"tracked-{executor}"
+    frame = start_sweep(load_sweep(write_spec({**GRID, "name": name}), {"resources.executor": executor}),
+                        str(tmp_path / "results"))
     assert frame["node_id"].str.startswith("local:").all() == (executor == "local")
     client = MlflowClient(server.uri)
-    parent, children = check_sweep_in_mlflow(client, "tracked", frame)
+    parent, children = check_sweep_in_mlflow(client, name, frame)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["mlflow.note.content"] == "dropout 0.1 beats 0.5"
     assert parent.data.params["search.algorithm"] == "grid" and parent.data.params["seeds"] == "2"
@@ -99,27 +110,36 @@ def test_embedded_sqlite_default(ray_local, tmp_path, write_spec, monkeypatch):
 
 def test_outage_mid_sweep_loses_nothing(ray_local, tmp_path, write_spec, server, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
+    server_back = tmp_path / "server-back"  # epochs from the 5th wait for it: a restart takes 7-20 s
     spec = write_spec({
         "name": "outage", "trainable": "helpers.user_trainables:slow_epochs",
-        "fixed": {"epochs": 8, "sleep": 1.0},
+        "fixed": {"epochs": 6, "sleep": 0.5, "hold": str(server_back), "hold_from": 5},
         "search_space": {"x": {"grid": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}},
     })
     journal = tmp_path / "results" / "outage" / "journal.jsonl"
     events = []
 
     def outage():
-        while len(read_journal(journal)) < 6:
-            time.sleep(0.1)
-        server.stop()
-        events.append(len(read_journal(journal)))
-        time.sleep(3)
-        server.start()
-        events.append(len(read_journal(journal)))
+        try:
+            while len(read_journal(journal)) < 4:
+                if server_back.exists():  # the sweep ended first: the assertion below says so
+                    return
+                time.sleep(0.1)
+            server.stop()
+            events.append(len(read_journal(journal)))
+            time.sleep(2)
+            server.start()
+            events.append(len(read_journal(journal)))
+        finally:
+            server_back.touch()
 
     chaos = threading.Thread(target=outage)
     chaos.start()
-    frame = start_sweep(load_sweep(spec), str(tmp_path / "results"))
-    chaos.join()
+    try:
+        frame = start_sweep(load_sweep(spec), str(tmp_path / "results"))
+    finally:
+        server_back.touch()
+        chaos.join()
     assert events[0] < events[1] < len(read_journal(journal)), "the outage must fall inside the sweep"
     client = MlflowClient(server.uri)
     # The server came back while the sweep ran: the automatic retry has already caught up.
@@ -127,7 +147,7 @@ def test_outage_mid_sweep_loses_nothing(ray_local, tmp_path, write_spec, server,
     # sync-mlflow afterwards is idempotent: nothing duplicated.
     assert sync_mlflow("outage", str(tmp_path / "results")) == 6
     parent, children = check_sweep_in_mlflow(client, "outage", frame)
-    assert len(children) == 6 and all(len(steps(client, c)) == 8 for c in children)
+    assert len(children) == 6 and all(len(steps(client, c)) == 6 for c in children)
     assert parent.info.status == "FINISHED"
 
 

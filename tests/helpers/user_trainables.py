@@ -12,15 +12,17 @@ def crashes_on_boom(config):
 
 
 def slow_epochs(config):
-    """Epochs that take a while, for interruption tests. With `hold` (a path), every epoch after the first
-    waits until that file exists (at most 5 minutes): a test's event then lands inside the sweep however slow
-    the machine."""
+    """Epochs that take a while, for interruption tests. With `hold` (a path), every epoch from `hold_from`
+    (default 2) on waits until that file exists (at most 5 minutes): a test's event then lands inside the sweep
+    however slow the machine."""
     import os
 
+    hold_from = config.get("hold_from", 2)
     for epoch in range(1, config.get("epochs", 3) + 1):
         time.sleep(config.get("sleep", 0.5))
         deadline = time.time() + 300
-        while epoch > 1 and config.get("hold") and not os.path.exists(config["hold"]) and time.time() < deadline:
+        while (epoch >= hold_from and config.get("hold") and not os.path.exists(config["hold"])
+               and time.time() < deadline):
             time.sleep(0.05)
         yield {"epoch": epoch, "val_acc": config["x"] * epoch}
 
