@@ -179,7 +179,8 @@ class TuneStorageHandler(pafs.FileSystemHandler):
 
 
 def AtomicLocalHandler() -> TuneStorageHandler:  # noqa: N802 (the class name Tune's older snapshots pickled)
-    """The local handler as sweeps saved before 2026-11-28 name it in Tune's state; kept so that they resume."""
+    """The local handler as Tune's state names it in sweeps saved while regsweep's Tune storage was local only
+    (before it took any pyarrow filesystem); kept so that they resume."""
     return TuneStorageHandler(pafs.LocalFileSystem())
 
 
