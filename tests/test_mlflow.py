@@ -57,6 +57,25 @@ def check_sweep_in_mlflow(client, name, frame, epochs_key="val_acc"):
     return parent, children
 
 
+def when_journaled(journal, records, action, release):
+    """A thread that runs `action` once the sweep's journal holds `records` records, then creates `release`,
+    the file the trials' held epochs wait for. It gives up if `release` appears first: the sweep has ended."""
+
+    def run():
+        try:
+            while len(read_journal(journal)) < records:
+                if release.exists():
+                    return
+                time.sleep(0.1)
+            action()
+        finally:
+            release.touch()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
 GRID = {
     "name": "tracked", "trainable": "cnn", "dataset": "digits", "hypothesis": "dropout 0.1 beats 0.5",
     "fixed": {"epochs": 3, "filters": 8, "fc_units": [16]},
@@ -120,27 +139,20 @@ def test_outage_mid_sweep_loses_nothing(ray_local, tmp_path, write_spec, server,
     events = []
 
     def outage():
-        try:
-            while len(read_journal(journal)) < 4:
-                if server_back.exists():  # the sweep ended first: the assertion below says so
-                    return
-                time.sleep(0.1)
-            server.stop()
-            events.append(len(read_journal(journal)))
-            time.sleep(2)
-            server.start()
-            events.append(len(read_journal(journal)))
-        finally:
-            server_back.touch()
+        server.stop()
+        events.append(len(read_journal(journal)))
+        time.sleep(2)
+        server.start()
+        events.append(len(read_journal(journal)))
 
-    chaos = threading.Thread(target=outage)
-    chaos.start()
+    chaos = when_journaled(journal, 4, outage, release=server_back)
     try:
         frame = start_sweep(load_sweep(spec), str(tmp_path / "results"))
     finally:
         server_back.touch()
         chaos.join()
-    assert events[0] < events[1] < len(read_journal(journal)), "the outage must fall inside the sweep"
+    assert len(events) == 2 and events[0] < events[1] < len(read_journal(journal)), \
+        "the outage must fall inside the sweep"
     client = MlflowClient(server.uri)
     # The server came back while the sweep ran: the automatic retry has already caught up.
     check_sweep_in_mlflow(client, "outage", frame)
@@ -167,24 +179,20 @@ def test_a_server_that_comes_up_after_the_start_gets_every_trial_and_no_trial_wa
     up = []
 
     def start_late():
-        while not read_journal(journal):
-            time.sleep(0.1)
-        try:
-            later.start()
-            up.append(len(read_journal(journal)))
-        finally:
-            server_up.touch()
+        later.start()
+        up.append(len(read_journal(journal)))
 
-    starter = threading.Thread(target=start_late)
-    starter.start()
+    starter = when_journaled(journal, 1, start_late, release=server_up)
     try:
         frame = start_sweep(load_sweep(spec), str(tmp_path / "results"))
+        server_up.touch()
         starter.join()
         assert up and up[0] < len(read_journal(journal)), "the server must come up inside the sweep"
         assert "regsweep sync-mlflow" not in capfd.readouterr().err
         parent, children = check_sweep_in_mlflow(MlflowClient(later.uri), "late", frame)
         assert parent.info.status == "FINISHED" and len(children) == 4
     finally:
+        server_up.touch()
         starter.join()
         later.stop()
 
