@@ -91,9 +91,12 @@ def attempts(frame):
 
 def test_trials_spread_over_nodes_and_pack_four_per_gpu(cluster, tmp_path, write_spec):
     # Placement is the point, not training: a trainable without torch spares each of the eight actors (on two
-    # cores) torch's import, and its epochs take long enough for four trials to overlap on each node.
+    # cores) torch's import. Its trials wait until eight have started, which only two GPUs packed four deep
+    # can hold at once (short trials alone ended before the next actor was up, and all ran on one node).
+    (tmp_path / "started").mkdir()
     spec = write_spec({
-        "name": "packed", "trainable": "helpers.user_trainables:slow_epochs", "fixed": {"epochs": 3, "sleep": 0.5},
+        "name": "packed", "trainable": "helpers.user_trainables:waits_for_company",
+        "fixed": {"epochs": 3, "sleep": 0.1, "folder": str(tmp_path / "started"), "company": 8},
         "search_space": {"x": {"grid": [round(0.05 * i, 2) for i in range(12)]}},
         "resources": {"cpu": 0.5, "gpu": 0.25},
     })
@@ -104,8 +107,7 @@ def test_trials_spread_over_nodes_and_pack_four_per_gpu(cluster, tmp_path, write
     worker_ids = {w.node_id for w in cluster[1]}
     assert nodes == worker_ids, "trials ran on both workers and never on the CPU-less head"
     overlaps = [max_overlap([(s, e) for n, s, e in spans if n == node]) for node in nodes]
-    assert max(overlaps) <= 4
-    assert max(overlaps) >= 2, "trials shared a GPU at once"
+    assert overlaps == [4, 4], "four trials at once on each node's GPU, never more"
 
 
 def test_worker_node_failure_resumes_trials_from_checkpoints(cluster, tmp_path, write_spec, monkeypatch):

@@ -27,6 +27,20 @@ def slow_epochs(config):
         yield {"epoch": epoch, "val_acc": config["x"] * epoch}
 
 
+def waits_for_company(config):
+    """Trains only once `company` trials have started (a file each in `folder`; at most 2 minutes): trials that
+    overlap whatever the machine's speed, where short ones would finish before the next actor is up."""
+    import os
+
+    open(os.path.join(config["folder"], str(config["x"])), "w").close()
+    deadline = time.time() + 120
+    while len(os.listdir(config["folder"])) < config["company"] and time.time() < deadline:
+        time.sleep(0.05)
+    for epoch in range(1, config.get("epochs", 2) + 1):
+        time.sleep(config.get("sleep", 0.1))
+        yield {"epoch": epoch, "val_acc": config["x"] * epoch}
+
+
 def reports_visible_gpus(config):
     """Reports which GPUs Ray left visible to the trial (CUDA_VISIBLE_DEVICES, or 'unset')."""
     import os
