@@ -8,10 +8,16 @@
 #    plus bf16 autocast;
 # 3. four small sweeps, on Ray Tune and on the local executor: `resources.gpu: 0.25` (four trials share the
 #    GPU) and `resources.gpu: 0` (the trials must not reach the GPU they were not given); the results
-#    table's `device` column says where each trial trained.
+#    table's `device` column says where each trial trained; with MLflow importable, the local GPU sweep once more
+#    with MLflow on;
+# 4. the overhead benchmark's 64 x 3 CPU sweep pinned to 2 and to 4 of the host's cores (bench/overhead_cores.py):
+#    what spare cores do for MLflow's share of a short sweep.
+# STEPS="1 3" runs only those steps (default: all four).
 # Wheels in .whl/ are installed first where the host lacks packages (BENCHMARKS.md, "GPU", lists the ones
 # the lent H200 host needed: pydantic, mlxtend, Ray without its Java jar and dashboard build, Optuna, ...).
 set -u
+STEPS=${STEPS:-1 2 3 4}
+step() { case " $STEPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 OUT=${1:-${OUT:-/tmp/gpu-check}}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
@@ -24,14 +30,22 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 $PY -c "import torch, ray, optuna, pydantic; print('torch', torch.__version__, 'ray', ray.__version__, 'optuna', optuna.__version__)" \
   | tee -a "$OUT/gpu.txt"
+$PY -c "import mlflow; print('mlflow', mlflow.__version__)" 2>/dev/null | tee -a "$OUT/gpu.txt"
+lscpu -e=CPU,CORE,SOCKET,NODE 2>/dev/null | head -6 | tee -a "$OUT/gpu.txt"
 
+if step 1; then
 echo "== 1. tests on the GPU"
 timeout 120 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_loop.py tests/test_models.py 2>&1 \
   | tail -30 | tee "$OUT/tests.txt"
+fi
 
+if step 2; then
 echo "== 2. epoch throughput on the GPU"
 timeout 60 $PY bench/epoch_throughput.py --quick --device cuda --bf16 2>&1 | tee "$OUT/throughput_digits.txt"
 timeout 90 $PY bench/epoch_throughput.py --device cuda --bf16 2>&1 | tee "$OUT/throughput_28x28.txt"
+fi
+
+if step 3; then
 
 echo "== 3. sweeps on the GPU host, on Ray Tune and on the local executor, against a plain loop"
 # One sweep for all four runs; the baseline reads the same file: its 8 trials one after another in one fresh
@@ -64,13 +78,18 @@ for *values, seed in itertools.product(*grids):
 print(f"plain loop on cuda: {count} trials in {time.perf_counter() - start:.1f} s (best val_acc {best:.4f})")
 EOF
 echo "plain loop: wall=${SECONDS} s (process start included)" | tee -a "$OUT/sweep_logs.txt"
-for run in ray:0.25 ray:0 local:0.25 local:0; do
-  executor=${run%%:*} gpu=${run#*:}
+runs="ray:0.25 ray:0 local:0.25 local:0"
+$PY -c "import mlflow" 2>/dev/null && runs="$runs local:0.25:mlflow"
+export MLFLOW_TRACKING_URI="sqlite:////tmp/gpu-mlflow/mlflow.db"
+mkdir -p /tmp/gpu-mlflow
+for run in $runs; do
+  executor=${run%%:*} rest=${run#*:} gpu=${rest%%:*} tracking=--no-mlflow
   name="${executor}gpu${gpu/./}"
+  case $run in *:mlflow) tracking="" name="${name}mlflow" ;; esac
   { echo "name: $name"; cat /tmp/gpu-sweep.yaml; echo "resources: {executor: $executor, cpu: 1, gpu: $gpu}"; } \
     > "/tmp/$name.yaml"
   SECONDS=0
-  timeout $([ "$executor" = ray ] && echo 75 || echo 45) $PY -m regsweep run "/tmp/$name.yaml" --no-mlflow --fresh --results /tmp/gpu-results > "/tmp/$name.log" 2>&1
+  timeout $([ "$executor" = ray ] && echo 75 || echo 45) $PY -m regsweep run "/tmp/$name.yaml" $tracking --fresh --results /tmp/gpu-results > "/tmp/$name.log" 2>&1
   echo "$name: rc=$? wall=${SECONDS} s" | tee -a "$OUT/sweep_logs.txt"
   tail -5 "/tmp/$name.log" | tee -a "$OUT/sweep_logs.txt"
   $PY - "$name" <<'EOF' | tee -a "$OUT/sweeps.txt"
@@ -85,3 +104,9 @@ print(f"{name}: {len(ends)} trials, status {ends['status'].value_counts().to_dic
       f"trials running at once at the 4th start: {int(((frame.groupby('trial_id')['reported_at'].max() > starts.iloc[min(3, len(starts) - 1)]) & (starts <= starts.iloc[min(3, len(starts) - 1)])).sum())}")
 EOF
 done
+fi
+
+if step 4; then
+echo "== 4. the overhead benchmark's CPU sweep on 2 and on 4 of this host's cores"
+timeout 240 $PY bench/overhead_cores.py --cores 0,1 --cores 0-3 --rounds 2 2>&1 | tee "$OUT/overhead_cores.txt"
+fi

@@ -177,7 +177,27 @@ def ensure_ray() -> None:
         # would put all of them on the GPU, unaccounted. With this, Ray hides the GPUs from such trials;
         # the local Ray's processes inherit it (cluster.yaml sets it on the cluster's nodes).
         os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
+        cpus = local_ray_cpus()
+        if cpus is not None:
+            options["num_cpus"] = cpus
     ray.init(**options)
+
+
+def local_ray_cpus() -> int | None:
+    """The CPUs a local Ray should offer when this process may run on fewer cores than the machine has
+    (`taskset`, `numactl`, a batch scheduler's CPU binding); None to leave it to Ray's own count.
+    Ray counts the machine's CPUs and cgroup limits but not the process's CPU affinity, so under
+    `taskset -c 0-3` on a 64-core machine it would run 64 one-CPU trials on four cores."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    allowed = len(os.sched_getaffinity(0))
+    if allowed >= (os.cpu_count() or allowed):
+        return None
+    try:  # Ray's own count, for a container's CPU quota that is smaller still
+        from ray._private.utils import get_num_cpus
+        return max(1, min(allowed, int(get_num_cpus())))
+    except (ImportError, AttributeError, ValueError):
+        return allowed
 
 
 def check_fits(sweep: Sweep) -> None:

@@ -1,6 +1,9 @@
 """Integration: real sweeps on a real local Ray (2 CPUs) with digits."""
 
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -85,13 +88,30 @@ def test_trials_the_local_ray_cannot_place_fail_before_anything_is_written(ray_l
     assert MlflowClient().get_experiment_by_name("nogpu") is None
 
 
+PINNED_RAY = """
+import os, sys
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+from regsweep._tune import ensure_ray
+import ray
+ensure_ray()
+print(ray.cluster_resources().get("CPU"))
+ray.shutdown()
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2, reason="needs two cores")
+def test_the_local_ray_offers_only_the_cores_the_process_may_use():
+    """Ray counts the machine's CPUs, not the process's affinity: pinned to one core (as `taskset -c 0`), the
+    local Ray regsweep starts must offer one CPU, or it would run a trial per machine core on that one."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", PINNED_RAY], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert float(done.stdout.strip().splitlines()[-1]) == 1.0
+
+
 def test_trials_without_a_gpu_from_ray_see_no_gpu(tmp_path, write_spec):
     """Ray leaves every GPU visible to a trial that asked for none unless told otherwise; the local Ray
     regsweep starts is told, so `device: auto` cannot train on a GPU the trial was not given."""
-    import os
-    import subprocess
-    import sys
-
     spec = write_spec({
         "name": "gpus", "trainable": "helpers.user_trainables:reports_visible_gpus",
         "search_space": {"x": {"grid": [1, 2]}}, "resources": {"gpu": 0},
@@ -207,7 +227,6 @@ def test_diverging_trial_is_recorded_as_diverged(ray_local, tmp_path, write_spec
 
 def test_smoke_make_target_runs_offline(tmp_path):
     import pathlib
-    import subprocess
 
     root = pathlib.Path(__file__).parent.parent
     done = subprocess.run(["make", "-s", "sweep-dropout", "SMOKE=1", f"RESULTS={tmp_path}"], cwd=root,
