@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from regsweep._cpus import usable_cpus
 from regsweep._local_worker import serve, start_fork_server
 from regsweep._spec import SpecError
 from regsweep._validate import Sweep, model_problems
@@ -22,7 +23,7 @@ def slot_devices(sweep: Sweep) -> list[str]:
         import torch
 
         gpus = torch.cuda.device_count()
-    return plan_slots(len(os.sched_getaffinity(0)), gpus, res.cpu, res.gpu, sweep.spec.search.max_concurrent)
+    return plan_slots(usable_cpus(), gpus, res.cpu, res.gpu, sweep.spec.search.max_concurrent)
 
 
 def plan_slots(cpus: int, gpus: int, cpu: float, gpu: float, max_concurrent: int | None) -> list[str]:
@@ -51,7 +52,7 @@ def check_fits(sweep: Sweep, storage: str) -> list[str]:
                                 "disk: leave storage unset or name a local folder, or use resources.executor: ray",
                                 source))
     if not slots:
-        cpus = len(os.sched_getaffinity(0))
+        cpus = usable_cpus()
         have = f"{cpus} CPUs" if res.gpu <= 0 else f"{cpus} CPUs and the GPUs torch sees"
         problems.append(Problem("resources", {"cpu": res.cpu, "gpu": res.gpu}, f"this machine has {have}, too few for "
                                 "one trial; ask for less, or run on a machine or cluster that has them "

@@ -33,6 +33,7 @@ from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from regsweep._ahead import CHECKPOINT_FILE, epochs_with_checkpoints, report_ahead  # noqa: E402
+from regsweep._cpus import usable_cpus  # noqa: E402
 from regsweep._record import FINAL_STATUSES, TrialRecorder, trial_name, trial_params  # noqa: E402
 from regsweep._results import ended_trials  # noqa: E402
 from regsweep._space import OptunaDefineByRun  # noqa: E402
@@ -177,27 +178,23 @@ def ensure_ray() -> None:
         # would put all of them on the GPU, unaccounted. With this, Ray hides the GPUs from such trials;
         # the local Ray's processes inherit it (cluster.yaml sets it on the cluster's nodes).
         os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
-        cpus = local_ray_cpus()
-        if cpus is not None:
-            options["num_cpus"] = cpus
+        if not _joins_running_ray():
+            # Ray counts cgroup quotas but not CPU affinity: under `taskset -c 0-3` on a 64-core machine it
+            # would run 64 one-CPU trials on four cores.
+            options["num_cpus"] = usable_cpus()
     ray.init(**options)
 
 
-def local_ray_cpus() -> int | None:
-    """The CPUs a local Ray should offer when this process may run on fewer cores than the machine has
-    (`taskset`, `numactl`, a batch scheduler's CPU binding); None to leave it to Ray's own count.
-    Ray counts the machine's CPUs and cgroup limits but not the process's CPU affinity, so under
-    `taskset -c 0-3` on a 64-core machine it would run 64 one-CPU trials on four cores."""
-    if not hasattr(os, "sched_getaffinity"):
-        return None
-    allowed = len(os.sched_getaffinity(0))
-    if allowed >= (os.cpu_count() or allowed):
-        return None
-    try:  # Ray's own count, for a container's CPU quota that is smaller still
-        from ray._private.utils import get_num_cpus
-        return max(1, min(allowed, int(get_num_cpus())))
-    except (ImportError, AttributeError, ValueError):
-        return allowed
+def _joins_running_ray() -> bool:
+    """Whether ray.init() without an address will join a Ray that `ray start` left running on this machine (as
+    on cluster.yaml's head) instead of starting one; it then refuses num_cpus. Ray's own lookup is private: where
+    it has moved, assume a join, so the local Ray keeps Ray's own CPU count."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        return canonicalize_bootstrap_address(None) is not None
+    except Exception:  # noqa: BLE001 - any failure of a private function means "cannot tell"
+        return True
 
 
 def check_fits(sweep: Sweep) -> None:

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -88,8 +89,9 @@ def test_trials_the_local_ray_cannot_place_fail_before_anything_is_written(ray_l
     assert MlflowClient().get_experiment_by_name("nogpu") is None
 
 
+# A driver pinned to one core (as `taskset -c 0`) starts or joins Ray through regsweep and prints its CPUs.
 PINNED_RAY = """
-import os, sys
+import os
 os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 from regsweep._tune import ensure_ray
 import ray
@@ -97,16 +99,51 @@ ensure_ray()
 print(ray.cluster_resources().get("CPU"))
 ray.shutdown()
 """
+needs_two_cores = pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2,
+                                     reason="needs two cores")
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2, reason="needs two cores")
-def test_the_local_ray_offers_only_the_cores_the_process_may_use():
-    """Ray counts the machine's CPUs, not the process's affinity: pinned to one core (as `taskset -c 0`), the
-    local Ray regsweep starts must offer one CPU, or it would run a trial per machine core on that one."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+def pinned_driver_cpus(env: dict[str, str]) -> float:
     done = subprocess.run([sys.executable, "-c", PINNED_RAY], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert float(done.stdout.strip().splitlines()[-1]) == 1.0
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+@needs_two_cores
+def test_the_local_ray_offers_only_the_cores_the_process_may_use():
+    """Ray counts the machine's CPUs, not the process's affinity: pinned to one core, the local Ray regsweep
+    starts must offer one CPU, or it would run a trial per machine core on that one."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    assert pinned_driver_cpus(env) == 1.0
+
+
+@needs_two_cores
+def test_without_ray_address_a_ray_that_ray_start_left_running_is_joined_as_it_is():
+    """On cluster.yaml's head `regsweep run` finds the Ray of `ray start` without RAY_ADDRESS, as ray.init does;
+    Ray refuses a CPU count when joining, so none is given, and the cluster keeps the CPUs it was started with."""
+    import tempfile
+
+    from mlflow_server import free_port, stop_group
+
+    temp = tempfile.mkdtemp(prefix="rs-", dir="/tmp")  # short: Ray's socket paths live under it
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": temp}
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    # In the foreground (--block) and in its own session, so that killing its group stops this Ray and no
+    # other (`ray stop` would stop every Ray on the machine, the test session's too).
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--num-cpus=3", "--include-dashboard=false",
+                             "--disable-usage-stats", f"--port={free_port()}"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        address_file = os.path.join(temp, "ray", "ray_current_cluster")
+        for _ in range(600):
+            if os.path.exists(address_file) or head.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert os.path.exists(address_file), f"ray start did not come up (exit code {head.poll()})"
+        assert pinned_driver_cpus(env) == 3.0
+    finally:
+        stop_group(head)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_trials_without_a_gpu_from_ray_see_no_gpu(tmp_path, write_spec):
