@@ -29,6 +29,13 @@ def answers(url: str, process: subprocess.Popen, timeout: float) -> bool:
     return False
 
 
+def stop_group(process: subprocess.Popen | None) -> None:
+    """Kill a server started with start_new_session=True, with every process it started, and reap it."""
+    if process is not None and process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 class MlflowServer:
     def __init__(self, folder, port=None):
         self.folder, self.port = folder, port or free_port()
@@ -53,7 +60,5 @@ class MlflowServer:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process)
         self.process = None

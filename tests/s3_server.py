@@ -3,11 +3,10 @@ object storage for a sweep's `resources.storage`, as a cluster's sweeps use s3:/
 workers reach it through AWS_ENDPOINT_URL."""
 
 import os
-import signal
 import subprocess
 import sys
 
-from mlflow_server import answers, free_port
+from mlflow_server import answers, free_port, stop_group
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "regsweep-tests", "AWS_SECRET_ACCESS_KEY": "regsweep-tests",
                "AWS_DEFAULT_REGION": "us-east-1"}
@@ -45,7 +44,5 @@ class S3Server:
         return f"s3://{name}"
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process)
         self.process = None
