@@ -13,8 +13,8 @@
 # 4. the overhead benchmark's 64 x 3 CPU sweep pinned to 2 and to 4 of the host's cores (bench/overhead_cores.py):
 #    what spare cores do for MLflow's share of a short sweep.
 # STEPS="1 3" runs only those steps (default: all four).
-# Wheels in .whl/ are installed first where the host lacks packages (BENCHMARKS.md, "GPU", lists the ones
-# the lent H200 host needed: pydantic, mlxtend, Ray without its Java jar and dashboard build, Optuna, ...).
+# Wheels in .whl/ are installed first where the host lacks packages: `bash bench/gpu_wheels.sh` makes them here
+# (Ray without its Java jar and dashboard build, Optuna, pydantic, mlxtend, mlflow-skinny, ...).
 set -u
 STEPS=${STEPS:-1 2 3 4}
 step() { case " $STEPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
