@@ -20,7 +20,7 @@ def usable_cpus(cgroup_root: str = CGROUP_ROOT) -> int:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     quota = cgroup_cpu_quota(cgroup_root)
     if quota is not None:
-        cpus = min(cpus, max(1, math.floor(quota)))  # a quota of 1.5 CPUs runs one one-CPU trial, as on Ray
+        cpus = min(cpus, math.floor(quota))  # a quota of 1.5 CPUs runs one one-CPU trial, as on Ray
     return max(1, cpus)
 
 

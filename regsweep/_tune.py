@@ -193,7 +193,7 @@ def _joins_running_ray() -> bool:
         from ray._private.services import canonicalize_bootstrap_address
 
         return canonicalize_bootstrap_address(None) is not None
-    except Exception:  # noqa: BLE001 - any failure of a private function means "cannot tell"
+    except Exception:  # any failure of a private function means "cannot tell"
         return True
 
 
