@@ -34,8 +34,11 @@ class PlainProgress:
         shown = f"{self.metric}={value:.4f}" if isinstance(value, float) else f"{self.metric}=-"
         total = self.total if self.total is not None else "?"
         error = f" error: {record['error']}" if record.get("error") else ""
+        # What stopped the trial, where its status does not already say it: "stopped_early (asha@2)".
+        stopped_by = record.get("stopped_by")
+        why = f" ({stopped_by})" if stopped_by and stopped_by != record["status"] else ""
         print(f"[{self.stage} {self.done}/{total}] {record.get('trial_name', record['trial_id'])}: "
-              f"{record['status']} ({record['stopped_by']}) {shown}{error}", file=self.stream, flush=True)
+              f"{record['status']}{why} {shown}{error}", file=self.stream, flush=True)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -56,6 +56,23 @@ def test_non_terminal_mode_prints_one_line_per_trial(ray_local, tmp_path, write_
     assert "\x1b[" not in "".join(lines)
 
 
+def test_plain_progress_says_what_stopped_a_trial_only_where_its_status_does_not():
+    stream = io.StringIO()
+    progress = PlainProgress("val_acc", stream)
+    progress.stage_started("search", 3)
+    for trial, status, stopped_by in (("a", "completed", "completed"), ("b", "stopped_early", "asha@2"),
+                                      ("c", "diverged", "diverged")):
+        progress({"kind": "epoch", "trial_id": trial, "epoch": 1})
+        progress({"kind": "end", "trial_id": trial, "trial_name": f"lr={trial}", "status": status,
+                  "stopped_by": stopped_by, "metrics": {"val_acc": 0.5} if status != "diverged" else {}})
+    assert stream.getvalue().splitlines() == [
+        "[search] 3 trials",
+        "[search 1/3] lr=a: completed val_acc=0.5000",
+        "[search 2/3] lr=b: stopped_early (asha@2) val_acc=0.5000",
+        "[search 3/3] lr=c: diverged val_acc=-",
+    ]
+
+
 def test_render_live_is_pure():
     state = LiveState("val_acc", "max", 5, stage="search", total_trials=4)
     state.apply({"kind": "epoch", "trial_id": "a", "trial_name": "lr=0.01 seed=0", "epoch": 1, "val_acc": 0.5})
