@@ -81,10 +81,11 @@ def main() -> None:
                     wall = json.loads(done.stdout.strip().splitlines()[-1])["wall"]
                     walls.setdefault((cores, run), []).append(wall)
                     print(json.dumps({"round": round_, "cores": cores, "run": run, "wall": round(wall, 2)}), flush=True)
+    medians = {key: statistics.median(values) for key, values in walls.items()}
     for cores in core_sets:
-        plain = statistics.median(walls[(cores, "plain")])
-        figures = ", ".join(f"{run} {statistics.median(walls[(cores, run)]):.1f} s = "
-                            f"{statistics.median(walls[(cores, run)]) / plain:.2f}x" for run in runs[1:])
+        plain = medians[(cores, "plain")]
+        figures = ", ".join(f"{run} {medians[(cores, run)]:.1f} s = {medians[(cores, run)] / plain:.2f}x"
+                            for run in runs[1:])
         print(f"cores {cores}: N={args.trials} x {overhead.EPOCHS} epochs, plain loop {plain:.1f} s; {figures} "
               f"(medians of {args.rounds}; target <= 0.8x)")
 

@@ -1,10 +1,9 @@
 """The CPUs both executors plan from: CPU affinity and the cgroup's CPU quota, whichever is smaller."""
 
 import os
-import subprocess
-import sys
 
 import pytest
+from helpers.cores import needs_two_cores, run_on_one_core
 
 from regsweep._cpus import cgroup_cpu_quota, usable_cpus
 
@@ -34,10 +33,6 @@ def test_a_quota_below_the_cores_caps_the_cpus_and_a_fraction_rounds_down_to_at_
     assert usable_cpus(str(tmp_path)) == len(os.sched_getaffinity(0))
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2, reason="needs two cores")
+@needs_two_cores
 def test_a_process_pinned_to_one_core_may_use_one_cpu(tmp_path):
-    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-            "from regsweep._cpus import usable_cpus; print(usable_cpus(%r))" % str(tmp_path))
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "1"
+    assert run_on_one_core(f"from regsweep._cpus import usable_cpus; print(usable_cpus({str(tmp_path)!r}))") == "1"

@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from helpers.cores import needs_two_cores, run_on_one_core
 
 from regsweep._results import read_results
 from regsweep._state import SweepStateError, list_sweeps
@@ -89,24 +90,14 @@ def test_trials_the_local_ray_cannot_place_fail_before_anything_is_written(ray_l
     assert MlflowClient().get_experiment_by_name("nogpu") is None
 
 
-# A driver pinned to one core (as `taskset -c 0`) starts or joins Ray through regsweep and prints its CPUs.
-PINNED_RAY = """
-import os
-os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+# Starts or joins Ray through regsweep and prints its CPUs (run by a driver pinned to one core).
+RAY_CPUS = """
 from regsweep._tune import ensure_ray
 import ray
 ensure_ray()
 print(ray.cluster_resources().get("CPU"))
 ray.shutdown()
 """
-needs_two_cores = pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2,
-                                     reason="needs two cores")
-
-
-def pinned_driver_cpus(env: dict[str, str]) -> float:
-    done = subprocess.run([sys.executable, "-c", PINNED_RAY], capture_output=True, text=True, timeout=120, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return float(done.stdout.strip().splitlines()[-1])
 
 
 @needs_two_cores
@@ -114,7 +105,7 @@ def test_the_local_ray_offers_only_the_cores_the_process_may_use():
     """Ray counts the machine's CPUs, not the process's affinity: pinned to one core, the local Ray regsweep
     starts must offer one CPU, or it would run a trial per machine core on that one."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    assert pinned_driver_cpus(env) == 1.0
+    assert float(run_on_one_core(RAY_CPUS, env)) == 1.0
 
 
 @needs_two_cores
@@ -140,7 +131,7 @@ def test_without_ray_address_a_ray_that_ray_start_left_running_is_joined_as_it_i
                 break
             time.sleep(0.1)
         assert os.path.exists(address_file), f"ray start did not come up (exit code {head.poll()})"
-        assert pinned_driver_cpus(env) == 3.0
+        assert float(run_on_one_core(RAY_CPUS, env)) == 3.0
     finally:
         stop_group(head)
         shutil.rmtree(temp, ignore_errors=True)
