@@ -73,6 +73,7 @@ def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[st
         run_stage(pool, paths, stage, points, restore)
         return
     from regsweep import _tune
+    from regsweep._tune_usage import callbacks_tagged_without_integrations
 
     _tune.quiet_tune()
     callback = _tune.JournalCallback(paths.journal, stage, sweep.space, sweep.epochs, sweep.uses_asha(stage),
@@ -82,7 +83,8 @@ def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[st
     else:
         tuner = _tune.build_tuner(sweep, stage, paths.storage, callback, points)
     try:
-        tuner.fit()
+        with callbacks_tagged_without_integrations():
+            tuner.fit()
     except KeyboardInterrupt:
         # Interrupted, Tune's loop leaves its trials' actors running and holding their CPUs: a resume in this
         # process (the Python API, a notebook) would wait for them forever. They end with this driver's Ray

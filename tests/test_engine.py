@@ -139,17 +139,25 @@ def test_without_ray_address_a_ray_that_ray_start_left_running_is_joined_as_it_i
 
 def test_trials_without_a_gpu_from_ray_see_no_gpu(tmp_path, write_spec):
     """Ray leaves every GPU visible to a trial that asked for none unless told otherwise; the local Ray
-    regsweep starts is told, so `device: auto` cannot train on a GPU the trial was not given."""
+    regsweep starts is told, so `device: auto` cannot train on a GPU the trial was not given.
+    Also: without MLflow the driver never imports it (Tune's usage stats would, 1.5 s), and Ray still records
+    which callbacks the run used."""
     spec = write_spec({
         "name": "gpus", "trainable": "helpers.user_trainables:reports_visible_gpus",
         "search_space": {"x": {"grid": [1, 2]}}, "resources": {"gpu": 0},
     })
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO")}
-    done = subprocess.run([sys.executable, "-m", "regsweep", "run", str(spec), "--no-mlflow", "--results",
-                           str(tmp_path / "results")], capture_output=True, text=True, timeout=300, env=env)
+    code = ("import sys\nfrom regsweep.cli import main\n"
+            f"code = main(['run', {str(spec)!r}, '--no-mlflow', '--results', {str(tmp_path / 'results')!r}])\n"
+            "from ray._common.usage import usage_lib\n"
+            "print('mlflow imported:', 'mlflow' in sys.modules)\n"
+            "print('callbacks tag:', usage_lib._recorded_extra_usage_tags.get('air_callbacks'))\nsys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     frame = read_results(str(tmp_path / "results" / "gpus"))
     assert frame["visible_gpus"].tolist() == ["", ""]
+    assert "mlflow imported: False" in done.stdout
+    assert 'callbacks tag: {"CustomCallback": 2}' in done.stdout
 
 
 @pytest.mark.parametrize("every, kept", [(None, [(0, 3)]), (0, [(1, 2), (2, 3)])], ids=["default", "every-epoch"])
