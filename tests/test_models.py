@@ -1,5 +1,8 @@
 """Model construction: every norm, position and dropout kind; the pooling limit; parameter counts."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -127,6 +130,18 @@ def test_shape_check_on_cpu_memory_and_on_meta_agree(limit, monkeypatch):
     monkeypatch.setattr(models, "build_model", lambda *args: Mismatch())
     with pytest.raises(InvalidModelConfig, match="forward pass fails"):
         check_buildable(cfg, (1, 8, 8), 10)
+
+
+def test_the_shape_check_imports_no_sympy():
+    """A driver checks every config's model before anything trains; Module.to_empty on a meta model imports
+    torch's Python decompositions and sympy (0.5-0.7 s here), which nothing else in the driver needs."""
+    code = ("import sys\nfrom trainables import CNNConfig, MLPConfig\nfrom trainables.models import check_buildable\n"
+            "check_buildable(CNNConfig(layers=2, filters=8, norm='batch'), (1, 8, 8), 10)\n"
+            "check_buildable(MLPConfig(hidden=[16], norm='batch'), (64,), 10)\n"
+            "print(sorted({'sympy', 'mpmath'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_mlp_progressive_dropout_norm_and_residual():

@@ -50,7 +50,9 @@ def check_buildable(cfg: TrainConfig, image_shape: tuple[int, ...], num_classes:
     parameters = count_parameters(model)
     device = "cpu" if parameters <= _CPU_CHECK_LIMIT else "meta"
     if device == "cpu":
-        model = model.to_empty(device=device)
+        # What to_empty does, with torch.empty: to_empty's empty_like of a meta tensor imports torch's Python
+        # decompositions and sympy (0.5-0.7 s), which a driver that trains nothing never needs otherwise.
+        model = model._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device=device))
     # A forecaster takes a sequence: (batch, time, channels, height, width).
     shape = (2, cfg.seq_len, *image_shape) if isinstance(cfg, ConvLSTMConfig) else (2, *image_shape)
     try:
