@@ -91,10 +91,10 @@ class WorkerPool:
 
     def preflight(self, config: dict[str, Any] | None) -> None:
         """In the first worker, which has torch loaded: build and run the model of every config load_sweep left
-        unchecked (sweep.unchecked_models), raising the SpecError load_sweep would have; then build the trial of
-        `config` (the data check of preflight_data, which also leaves the data loaded there), whose
-        DatasetError is raised here. Either is one clear error before anything is written. Closes the pool on
-        any error."""
+        unchecked (sweep.unchecked_models), raising the SpecError load_sweep would have; then load the data of
+        `config` and build its model (the data check of preflight_data, which also leaves the data loaded there),
+        whose DatasetError is raised here. Either is one clear error before anything is written. Closes the pool
+        on any error."""
         slot, sweep = self.slots[0], self.sweep
         try:
             unchecked = [unchecked_config for _, unchecked_config in sweep.unchecked_models]

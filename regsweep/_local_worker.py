@@ -91,7 +91,8 @@ def serve(conn: Any, visible_devices: str, environ: dict[str, str]) -> None:
 def _run(task: dict[str, Any], conn: Any) -> bool:
     """Train one trial; True when it ran to its end, False when the driver stopped it. A preflight task
     checks that the sweep's configs build models that run, answering ("problems", [problems per config])
-    when any does not, then builds its trial: the data check, which also leaves the data loaded here.
+    when any does not, then loads the data of `config` and builds its model: the data check, which also
+    leaves the data loaded here.
     An export task writes the best model (trainables.loop.export_model)."""
     if task.get("preflight"):
         import trainables
@@ -101,7 +102,7 @@ def _run(task: dict[str, Any], conn: Any) -> bool:
             _talk(conn, ("problems", found), answer=False)
             return False
         if task["config"] is not None:
-            _builtin_trial(task)
+            trainables.get_trainable(task["trainable"]).check_data(task["config"])
         _talk(conn, ("ready", None), answer=False)
         return False
     if "export" in task:

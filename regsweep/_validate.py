@@ -300,7 +300,7 @@ def preflight_data(sweep: Sweep) -> None:
     a Parquet file without the named columns is one clear DatasetError here, not an error per trial.
     (On one machine this also fills the download cache the trials then read.)"""
     if sweep.builtin:
-        trainables.get_trainable(sweep.spec.trainable).make_trial(preflight_config(sweep))
+        trainables.get_trainable(sweep.spec.trainable).check_data(preflight_config(sweep))
 
 
 def check_storage(sweep: Sweep, storage: str) -> None:

@@ -6,6 +6,8 @@ import sys
 import pytest
 import yaml
 
+import trainables
+
 from regsweep._spec import SpecError
 from regsweep._validate import load_sweep
 
@@ -220,6 +222,36 @@ def test_offline_dataset_fails_once_before_ray_starts(tmp_path, write_spec, exec
     assert done.stderr.count("could not download train-images-idx3-ubyte.gz") == 1
     assert "dataset=digits" in done.stderr
     assert not (tmp_path / "results").exists()
+
+
+# The driver's data check, in a fresh process, for a sweep of each task: its data loads and its model builds for that
+# data, and neither an optimiser (torch._dynamo, 1.5-2.7 s to import) nor a GPU context is made for it.
+DATA_CHECK = """
+import sys
+import torch
+from regsweep._validate import load_sweep, preflight_data
+for path in sys.argv[1:]:
+    try:
+        preflight_data(load_sweep(path))
+    except ValueError as exc:
+        print("refused:", exc)
+print("imported:", "torch._dynamo" in sys.modules, torch.cuda.is_initialized())
+"""
+
+
+def test_the_data_check_loads_each_tasks_data_and_model_without_an_optimiser(write_spec):
+    fixed = {"cnn": {}, "mlp": {}, "resmlp": {"group_by": ["sex"]}, "convlstm": {}}
+    paths = [str(write_spec({"name": name, "trainable": name, "dataset": trainables.get_trainable(name).smoke_dataset,
+                             "fixed": {"epochs": 1, **extra}, "search_space": {"lr": {"grid": [0.001]}}},
+                            f"{name}.yaml")) for name, extra in fixed.items()]
+    # A check of the task's own on its data: a group weight for a group the table does not have.
+    paths.append(str(write_spec({"name": "weights", "trainable": "resmlp", "dataset": "diabetes",
+                                 "fixed": {"epochs": 1, "group_by": ["sex"], "group_weights": {"sex9": 2.0}},
+                                 "search_space": {"lr": {"grid": [0.001]}}}, "weights.yaml")))
+    done = subprocess.run([sys.executable, "-c", DATA_CHECK, *paths], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("refused:") == 1 and "refused: group_weights names groups ['sex9']" in done.stdout
+    assert "imported: False False" in done.stdout
 
 
 def test_validate_prints_what_the_sweep_runs(tmp_path, write_spec, capsys):

@@ -94,6 +94,13 @@ class TrainableSpec:
 
         return getattr(loop, self.trial_class)(self.parse(config))
 
+    def check_data(self, config: dict[str, Any]) -> None:
+        """Load the data a trial of `config` trains on and build its model for it, without training anything
+        (Trial.check_data); raises ConfigError, or the data's own error (DatasetError, ValueError)."""
+        from trainables import loop
+
+        getattr(loop, self.trial_class).check_data(self.parse(config))
+
     def run(self, config: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Yield each epoch's metrics; the last one also carries the trial's summary."""
         trial = self.make_trial(config)

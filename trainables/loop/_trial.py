@@ -88,6 +88,18 @@ class Trial:
         self.status = "running"
         self.stopped_by: str | None = None
 
+    @classmethod
+    def check_data(cls, cfg: TrainConfig) -> None:
+        """Load the data a trial of `cfg` trains on and build its model for that data (on the meta device), as
+        the trial would, and nothing else: a sweep's data check, before any trial starts. No device is touched
+        and no optimiser made: the first optimiser a process makes imports torch._dynamo (1.5-2.7 s here), which
+        a driver that trains nothing never needs, and a GPU context would hold memory for the whole sweep."""
+        probe = cls.__new__(cls)  # the task's hooks, without __init__'s device, tensors and optimiser
+        probe.cfg = cfg
+        splits = probe.load_splits()
+        with torch.device("meta"):
+            probe.build_model(splits)
+
     # Hooks that a task (classification here; regression, forecasting) overrides.
     classification = True
 
