@@ -100,7 +100,8 @@ class Trial:
         with torch.device("meta"):
             probe.build_model(splits)
 
-    # Hooks that a task (classification here; regression, forecasting) overrides.
+    # Hooks that a task (classification here; regression, forecasting) overrides. load_splits and build_model
+    # may read only self.cfg and what load_splits itself sets: check_data runs them without __init__.
     classification = True
 
     def load_splits(self) -> Splits:
