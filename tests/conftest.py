@@ -84,3 +84,19 @@ def s3_bucket(monkeypatch):
         yield server.create_bucket("regsweep-tests")
     finally:
         server.stop()
+
+
+# Test modules that never start or join Ray. Under pytest-xdist (`make test` runs two workers) every other test
+# goes to one worker, in file order: a Ray started with `ray start` by one test is joined by any ray.init() on this
+# machine, so two Ray tests must never overlap. These run on the other worker meanwhile.
+RAY_FREE_MODULES = {
+    "test_ahead.py", "test_cli_trial.py", "test_cpus.py", "test_data.py", "test_gpu.py", "test_local.py",
+    "test_loop.py", "test_models.py", "test_space.py", "test_tune_storage.py",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name not in RAY_FREE_MODULES:
+            item.add_marker(pytest.mark.xdist_group("ray"))
