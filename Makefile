@@ -26,7 +26,7 @@ install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install torch==2.13.0
 	$(PYTHON) -m pip install -e ".[dev]"
 
-# Two workers: the Ray tests in order on one, the Ray-free modules on the other (tests/conftest.py).
+# Two workers: the Ray tests (marked `ray`) in order on one, the others beside them (tests/conftest.py).
 test:
 	$(PYTHON) -m pytest -q -n 2 --dist loadgroup
 

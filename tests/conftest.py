@@ -2,6 +2,7 @@ import atexit
 import os
 import shutil
 import signal
+import sys
 import tempfile
 
 import pytest
@@ -86,17 +87,32 @@ def s3_bucket(monkeypatch):
         server.stop()
 
 
-# Test modules that never start or join Ray. Under pytest-xdist (`make test` runs two workers) every other test
-# goes to one worker, in file order: a Ray started with `ray start` by one test is joined by any ray.init() on this
-# machine, so two Ray tests must never overlap. These run on the other worker meanwhile.
-RAY_FREE_MODULES = {
-    "test_ahead.py", "test_cli_trial.py", "test_cpus.py", "test_data.py", "test_gpu.py", "test_local.py",
-    "test_loop.py", "test_models.py", "test_space.py", "test_tune_storage.py",
-}
+# Fixtures that start Ray in the test process: a test using one is a Ray test whether or not it is marked.
+RAY_FIXTURES = {"ray_local", "_cluster"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
+    """Ray tests (marked `ray`, or using a Ray fixture) all go to one pytest-xdist worker and run there in file
+    order: `make test` runs two workers, and a Ray started with `ray start` by one test is joined by any ray.init()
+    on this machine, so two Ray tests must never overlap. The other tests run on the other worker meanwhile."""
     for item in items:
-        if item.path.name not in RAY_FREE_MODULES:
+        if RAY_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.ray)
+        if item.get_closest_marker("ray") is not None:
             item.add_marker(pytest.mark.xdist_group("ray"))
+
+
+def _ray_is_running() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
+
+
+@pytest.fixture(autouse=True)
+def _ray_tests_are_marked(request):
+    """A test that starts Ray in this process must say so (mark it `ray`), or `make test` would run it beside
+    the Ray tests. Ray started in a process a test runs is for the test's author to mark."""
+    running_before = _ray_is_running()
+    yield
+    if not running_before and _ray_is_running() and request.node.get_closest_marker("ray") is None:
+        pytest.fail(f"{request.node.nodeid} started Ray but is not marked `ray`: add @pytest.mark.ray")
