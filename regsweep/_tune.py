@@ -33,7 +33,7 @@ from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from regsweep._ahead import CHECKPOINT_FILE, epochs_with_checkpoints, report_ahead  # noqa: E402
-from regsweep._cpus import usable_cpus  # noqa: E402
+from regsweep._ray_start import ensure_ray  # noqa: E402,F401 (the engine starts Ray through _tune)
 from regsweep._record import FINAL_STATUSES, TrialRecorder, trial_name, trial_params  # noqa: E402
 from regsweep._results import ended_trials  # noqa: E402
 from regsweep._space import OptunaDefineByRun  # noqa: E402
@@ -165,36 +165,6 @@ def _error_message(trial: Any) -> str:
         text = str(trial.get_error())
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else "unknown error (see the trial's error.txt)"
-
-
-def ensure_ray() -> None:
-    """Join the cluster in RAY_ADDRESS, or start a quiet local Ray."""
-    if ray.is_initialized():
-        return
-    options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
-    if not os.environ.get("RAY_ADDRESS"):
-        options["include_dashboard"] = False
-        # Ray leaves every GPU visible to a trial that asked for none (resources.gpu: 0), so `device: auto`
-        # would put all of them on the GPU, unaccounted. With this, Ray hides the GPUs from such trials;
-        # the local Ray's processes inherit it (cluster.yaml sets it on the cluster's nodes).
-        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
-        if not _joins_running_ray():
-            # Ray counts cgroup quotas but not CPU affinity: under `taskset -c 0-3` on a 64-core machine it
-            # would run 64 one-CPU trials on four cores.
-            options["num_cpus"] = usable_cpus()
-    ray.init(**options)
-
-
-def _joins_running_ray() -> bool:
-    """Whether ray.init() without an address will join a Ray that `ray start` left running on this machine (as
-    on cluster.yaml's head) instead of starting one; it then refuses num_cpus. Ray's own lookup is private: where
-    it has moved, assume a join, so the local Ray keeps Ray's own CPU count."""
-    try:
-        from ray._private.services import canonicalize_bootstrap_address
-
-        return canonicalize_bootstrap_address(None) is not None
-    except Exception:  # any failure of a private function means "cannot tell"
-        return True
 
 
 def check_fits(sweep: Sweep) -> None:

@@ -109,6 +109,40 @@ def test_the_local_ray_offers_only_the_cores_the_process_may_use():
     assert float(run_on_one_core(RAY_CPUS, env)) == 1.0
 
 
+# Starts Ray through regsweep and prints the programs of the processes this driver started for it.
+RAY_HEAD_PROCESSES = """
+import os
+from regsweep._tune import ensure_ray
+import ray
+ensure_ray()
+assert ray.get(ray.remote(lambda: 41 + 1).remote()) == 42
+mine = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+        command = open(f"/proc/{pid}/cmdline").read().split(chr(0))
+    except OSError:
+        continue
+    if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+        mine.append(os.path.basename(next((arg for arg in command if arg.endswith(".py")), command[0])))
+ray.shutdown()
+print(" ".join(sorted(mine)))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the driver's child processes from /proc")
+def test_the_local_ray_starts_no_autoscaler_monitor_and_no_log_monitor():
+    """A one-machine Ray has nothing to autoscale, and regsweep's driver takes no worker output: a sweep's own
+    Ray starts neither process (about 2.5 s of CPU at every start, and their stops at its end)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", RAY_HEAD_PROCESSES], capture_output=True, text=True, timeout=180,
+                          env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    programs = done.stdout.split()
+    assert "gcs_server" in programs and "raylet" in programs, programs  # the listing sees Ray's head processes
+    assert "monitor.py" not in programs and "log_monitor.py" not in programs, programs
+
+
 @needs_two_cores
 def test_without_ray_address_a_ray_that_ray_start_left_running_is_joined_as_it_is():
     """On cluster.yaml's head `regsweep run` finds the Ray of `ray start` without RAY_ADDRESS, as ray.init does;
