@@ -29,21 +29,19 @@ def ensure_ray() -> None:
     if ray.is_initialized():
         return
     options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(**options)
-        return
-    options["include_dashboard"] = False
-    # Ray leaves every GPU visible to a trial that asked for none (resources.gpu: 0), so `device: auto`
-    # would put all of them on the GPU, unaccounted. With this, Ray hides the GPUs from such trials;
-    # the local Ray's processes inherit it (cluster.yaml sets it on the cluster's nodes).
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
-    if _joins_running_ray():
-        ray.init(**options)
-        return
-    # Ray counts cgroup quotas but not CPU affinity: under `taskset -c 0-3` on a 64-core machine it
-    # would run 64 one-CPU trials on four cores.
-    options["num_cpus"] = usable_cpus()
-    with without_unused_head_processes():
+    starts_own_ray = False
+    if not os.environ.get("RAY_ADDRESS"):
+        options["include_dashboard"] = False
+        # Ray leaves every GPU visible to a trial that asked for none (resources.gpu: 0), so `device: auto`
+        # would put all of them on the GPU, unaccounted. With this, Ray hides the GPUs from such trials;
+        # the local Ray's processes inherit it (cluster.yaml sets it on the cluster's nodes).
+        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "1")
+        if not _joins_running_ray():
+            # Ray counts cgroup quotas but not CPU affinity: under `taskset -c 0-3` on a 64-core machine it
+            # would run 64 one-CPU trials on four cores.
+            options["num_cpus"] = usable_cpus()
+            starts_own_ray = True
+    with without_unused_head_processes() if starts_own_ray else contextlib.nullcontext():
         ray.init(**options)
 
 
@@ -60,10 +58,9 @@ def _joins_running_ray() -> bool:
 
 
 @contextlib.contextmanager
-def without_unused_head_processes() -> Iterator[bool]:
-    """While inside, a local Ray that ray.init() starts has no autoscaler monitor and no log monitor; yields
-    whether that could be arranged. RayParams is Ray's private class: where it has moved or lost these fields,
-    Ray starts as it always does."""
+def without_unused_head_processes() -> Iterator[None]:
+    """While inside, a local Ray that ray.init() starts has no autoscaler monitor and no log monitor. RayParams
+    is Ray's private class: where it has moved or lost these fields, Ray starts as it always does."""
     try:
         from ray._private import parameter
 
@@ -73,7 +70,7 @@ def without_unused_head_processes() -> Iterator[bool]:
     except Exception:  # any change to a private class means "start Ray as Ray does"
         arranged = False
     if not arranged:
-        yield False
+        yield
         return
 
     def lean_params(*args: Any, **kwargs: Any) -> Any:
@@ -83,6 +80,6 @@ def without_unused_head_processes() -> Iterator[bool]:
 
     parameter.RayParams = lean_params
     try:
-        yield True
+        yield
     finally:
         parameter.RayParams = original

@@ -129,10 +129,11 @@ def _beside_ray_start(sweep: Sweep, prepare: Callable[[], None]) -> None:
     Starting Ray is mostly waiting for its processes, and ray.init must run on the main thread; the data
     loads meanwhile (and MLflow opens on a thread of its own)."""
     from regsweep import _tune
+    from regsweep._ray_start import ensure_ray
 
     prepared = _in_background(prepare, "regsweep-prepare")
     try:
-        _tune.ensure_ray()
+        ensure_ray()
         _tune.check_fits(sweep)
     except BaseException:
         with contextlib.suppress(BaseException):  # Ray's error is the one to report

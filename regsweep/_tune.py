@@ -33,7 +33,6 @@ from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from regsweep._ahead import CHECKPOINT_FILE, epochs_with_checkpoints, report_ahead  # noqa: E402
-from regsweep._ray_start import ensure_ray  # noqa: E402,F401 (the engine starts Ray through _tune)
 from regsweep._record import FINAL_STATUSES, TrialRecorder, trial_name, trial_params  # noqa: E402
 from regsweep._results import ended_trials  # noqa: E402
 from regsweep._space import OptunaDefineByRun  # noqa: E402

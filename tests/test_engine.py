@@ -93,7 +93,7 @@ def test_trials_the_local_ray_cannot_place_fail_before_anything_is_written(ray_l
 
 # Starts or joins Ray through regsweep and prints its CPUs (run by a driver pinned to one core).
 RAY_CPUS = """
-from regsweep._tune import ensure_ray
+from regsweep._ray_start import ensure_ray
 import ray
 ensure_ray()
 print(ray.cluster_resources().get("CPU"))
@@ -112,7 +112,7 @@ def test_the_local_ray_offers_only_the_cores_the_process_may_use():
 # Starts Ray through regsweep and prints the programs of the processes this driver started for it.
 RAY_HEAD_PROCESSES = """
 import os
-from regsweep._tune import ensure_ray
+from regsweep._ray_start import ensure_ray
 import ray
 ensure_ray()
 assert ray.get(ray.remote(lambda: 41 + 1).remote()) == 42
