@@ -52,14 +52,33 @@ def _varying(finals: pd.DataFrame) -> list[str]:
     return [c for c in param_columns(finals) if finals[c].astype(str).nunique(dropna=True) > 1]
 
 
-def _level(series: pd.Series) -> pd.Series:
-    """Factor levels: the values themselves, or quartile bins for many distinct numbers."""
+def _level(series: pd.Series) -> tuple[pd.Series, list[str]]:
+    """Factor levels as labels, and the labels in the values' order (numbers by size, bins low to high,
+    other values as text, "n/a" last): the values themselves, or quartile bins for many distinct numbers."""
     values = series.dropna()
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     if numeric and values.nunique() > MAX_LEVELS:
-        bins = pd.qcut(series, 4, duplicates="drop")
-        return bins.map(lambda b: f"{b.left:.3g}..{b.right:.3g}" if pd.notna(b) else "-").astype(str)
-    return series.map(lambda v: "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else _fmt(v))
+        return _quartile_labels(series)
+    labels = series.map(lambda v: "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else _fmt(v))
+    if numeric:
+        order = list(dict.fromkeys(_fmt(v) for v in np.sort(values.unique())))
+    else:
+        order = sorted(set(labels[series.notna()]))
+    return labels, order + (["n/a"] if series.isna().any() else [])
+
+
+def _quartile_labels(series: pd.Series) -> tuple[pd.Series, list[str]]:
+    """Each bin labelled by the lowest and highest value it holds. Not by pandas' own edges: qcut lowers the
+    first edge by 0.1% of the range, which would print a dropout or learning rate below zero."""
+    codes = pd.Series(pd.qcut(series, 4, labels=False, duplicates="drop"), index=series.index)
+    spans = series.groupby(codes).agg(["min", "max"]).sort_index()
+    for digits in range(3, 10):  # enough digits that two bins never print alike
+        low, high = ([f"{v:.{digits}g}" for v in spans[end]] for end in ("min", "max"))
+        names = [lo if lo == hi else f"{lo}..{hi}" for lo, hi in zip(low, high)]
+        if len(set(names)) == len(names):
+            break
+    labels = codes.map(dict(zip(spans.index, names))).fillna("n/a").astype(str)
+    return labels, names + (["n/a"] if series.isna().any() else [])
 
 
 def _fmt(value: Any) -> str:
@@ -101,7 +120,7 @@ def _top(finals: pd.DataFrame, varying: list[str], metric: str, mode: str, top: 
 
 
 def _factor(finals: pd.DataFrame, column: str, metric: str, mode: str) -> pd.DataFrame:
-    levels = _level(finals[column])
+    levels, _ = _level(finals[column])
     table = estimate_frame(finals[metric].groupby(levels, sort=False))
     return _mark_ties(table, mode).rename_axis("value").reset_index()
 
@@ -115,7 +134,10 @@ def _pairs(finals: pd.DataFrame, factors: dict[str, pd.DataFrame], metric: str, 
     chosen = sorted(usable, key=lambda c: -spread[c])[:limit]
     grids = []
     for a, b in itertools.combinations(chosen, 2):
-        grid = finals[metric].groupby([_level(finals[a]), _level(finals[b])]).mean().unstack(b)
+        (rows, row_order), (columns, column_order) = _level(finals[a]), _level(finals[b])
+        grid = finals[metric].groupby([rows, columns]).mean().unstack(b)
+        grid = grid.reindex(index=[v for v in row_order if v in grid.index],
+                            columns=[v for v in column_order if v in grid.columns])
         grids.append((a[len("config/"):], b[len("config/"):], grid))
     return grids
 

@@ -87,6 +87,40 @@ def test_continuous_factor_is_binned():
     assert len(levels) == 4 and all(".." in level for level in levels)
 
 
+def test_quartile_bins_are_labelled_by_the_values_they_hold():
+    # pandas' own first edge lies 0.1% of the range below the smallest value: a dropout below zero
+    configs = {round(d, 4): (0.9 - d * 0.1, 0.01) for d in np.linspace(0.0001, 0.5, 20)}
+    board = build_leaderboard(synthetic(configs, seeds=1), "val_acc", "max")
+    spans = sorted(tuple(float(x) for x in level.split("..")) for level in board.factors["config/dropout"]["value"])
+    values = sorted(configs)
+    assert spans == [(float(f"{values[i]:.3g}"), float(f"{values[i + 4]:.3g}")) for i in (0, 5, 10, 15)]
+    assert "-" not in record(board).split("Factor dropout")[1].split("val_acc:")[0]
+
+
+def test_pair_grids_list_numbers_by_size_not_as_text():
+    cells = [synthetic({lr: (0.9, 0.01)}, seeds=2).assign(**{"config/width": width, "config_id": f"w{width}-{lr}"})
+             for width in (64, 128, 256) for lr in (1e-5, 3e-4, 0.002)]
+    frame = pd.concat(cells, ignore_index=True).assign(trial_id=lambda f: f["config_id"] + f["trial_id"])
+    board = build_leaderboard(frame.rename(columns={"config/dropout": "config/lr"}), "val_acc", "max")
+    (a, b, grid), = board.pairs
+    by_name = {a: list(grid.index), b: list(grid.columns)}
+    assert by_name["width"] == ["64", "128", "256"]  # as text: 128, 256, 64
+    assert by_name["lr"] == ["1e-05", "0.0003", "0.002"]  # as text: 0.0003, 0.002, 1e-05
+    assert not grid.isna().any().any()
+
+
+def test_binned_pair_grids_run_from_the_lowest_bin_up():
+    rng = np.random.default_rng(1)
+    configs = {float(lr): (0.9, 0.01) for lr in np.exp(rng.uniform(np.log(1e-6), np.log(1e-2), 40))}
+    frame = synthetic(configs, seeds=1)
+    frame["config/width"] = frame["config_id"].str[1:].astype(int) % 3 * 64 + 64
+    board = build_leaderboard(frame.rename(columns={"config/dropout": "config/lr"}), "val_acc", "max")
+    (_, _, grid), = board.pairs
+    bins = list(grid.index) if ".." in str(grid.index[0]) else list(grid.columns)
+    lows = [float(label.split("..")[0]) for label in bins]
+    assert len(bins) == 4 and lows == sorted(lows)
+
+
 @pytest.fixture(scope="module")
 def factorial(tmp_path_factory, ray_local):
     """A real tiny factorial sweep: dropout x norm on digits, 2 seeds."""
