@@ -4,6 +4,7 @@ and importance bars. Each function writes one file and returns its path."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -28,18 +29,37 @@ def _numeric(values: pd.Series) -> bool:
     return not values.isin(["n/a", "True", "False"]).any() and not any(".." in str(v) for v in values)
 
 
+def _tick_style(labels: Any) -> dict[str, Any]:
+    """Long labels (bins such as "0.000101..0.00238") slanted so that neighbours do not overlap."""
+    if max((len(str(label)) for label in labels), default=0) <= 8:
+        return {}
+    return {"rotation": 25, "ha": "right", "rotation_mode": "anchor"}
+
+
+def _bins_low_to_high(table: pd.DataFrame) -> pd.DataFrame:
+    """A binned factor's bars in the order of its values ("0.0001..0.105" before "0.132..0.237"); other
+    categories keep the table's order, best first."""
+    try:  # "n/a" (trials without the parameter) last
+        lows = [np.inf if value == "n/a" else float(str(value).split("..")[0]) for value in table["value"]]
+    except ValueError:
+        return table
+    return table.iloc[np.argsort(lows, kind="stable")]
+
+
 def factor_plot(table: pd.DataFrame, factor: str, metric: str, path: Path) -> Path:
     """Metric vs a numeric factor with error bars, or bars with intervals for a categorical one."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    error = np.nan_to_num((table["high"] - table["low"]).to_numpy() / 2)
     if _numeric(table["value"]):
         order = table.assign(x=pd.to_numeric(table["value"])).sort_values("x")
         ax.errorbar(order["x"], order["mean"], yerr=np.nan_to_num((order["high"] - order["low"]) / 2),
                     marker="o", capsize=4)
     else:
+        table = _bins_low_to_high(table)
+        error = np.nan_to_num((table["high"] - table["low"]).to_numpy() / 2)
         colors = ["tab:green" if b else ("tab:olive" if t else "tab:gray")
                   for b, t in zip(table["best"], table["tied"])]
         ax.bar(table["value"].astype(str), table["mean"], yerr=error, capsize=4, color=colors)
+        plt.setp(ax.get_xticklabels(), **_tick_style(table["value"]))
         low = np.nanmin(table["low"].fillna(table["mean"]))
         ax.set_ylim(bottom=max(0.0, low - 0.1 * abs(low)) if low > 0 else None)
     ax.set_xlabel(factor)
@@ -52,13 +72,15 @@ def heatmap(grid: pd.DataFrame, a: str, b: str, metric: str, path: Path) -> Path
     """Mean metric for each cell of two factors searched together."""
     fig, ax = plt.subplots(figsize=(1.2 * len(grid.columns) + 3, 0.6 * len(grid.index) + 2.5))
     image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
+    ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns], **_tick_style(grid.columns))
     ax.set_yticks(range(len(grid.index)), [str(i) for i in grid.index])
     ax.set_xlabel(b)
     ax.set_ylabel(a)
     for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
-        if not np.isnan(value):
-            ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="white", fontsize=8)
+        if not np.isnan(value):  # dark text on viridis' light end (yellow), light text on its dark end
+            light_cell = image.norm(value) > 0.6
+            ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="black" if light_cell else "white",
+                    fontsize=8)
     fig.colorbar(image, ax=ax, label=f"mean {metric}")
     ax.set_title(f"{a} x {b}")
     return _save(fig, path)
