@@ -73,6 +73,7 @@ def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[st
         run_stage(pool, paths, stage, points, restore)
         return
     from regsweep import _tune
+    from regsweep._ray_start import tune_actors_in_prestarted_workers
     from regsweep._tune_usage import callbacks_tagged_without_integrations
 
     _tune.quiet_tune()
@@ -83,7 +84,7 @@ def _run_stage(sweep: Sweep, paths: SweepPaths, stage: str, points: list[dict[st
     else:
         tuner = _tune.build_tuner(sweep, stage, paths.storage, callback, points)
     try:
-        with callbacks_tagged_without_integrations():
+        with callbacks_tagged_without_integrations(), tune_actors_in_prestarted_workers():
             tuner.fit()
     except KeyboardInterrupt:
         # Interrupted, Tune's loop leaves its trials' actors running and holding their CPUs: a resume in this

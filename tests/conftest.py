@@ -44,14 +44,13 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS_DIR, os.environ.g
 
 def start_local_ray():
     """A real local Ray with 2 CPUs, as on CI's machine (no-op when one is running), started as regsweep starts
-    a sweep's own Ray (without the head processes a sweep does not use)."""
+    a sweep's own Ray (without the head processes a sweep does not use; trial actors in its prestarted workers)."""
     import ray
 
-    from regsweep._ray_start import without_unused_head_processes
+    from regsweep._ray_start import start_local_ray as start
 
     if not ray.is_initialized():
-        with without_unused_head_processes():
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        start(num_cpus=2)
     return ray
 
 

@@ -108,6 +108,14 @@ def test_trials_spread_over_nodes_and_pack_four_per_gpu(cluster, tmp_path, write
     assert nodes == worker_ids, "trials ran on both workers and never on the CPU-less head"
     overlaps = [max_overlap([(s, e) for n, s, e in spans if n == node]) for node in nodes]
     assert overlaps == [4, 4], "four trials at once on each node's GPU, never more"
+    # On a Ray this process joined, Tune gives its actors every variable it would: other nodes inherit nothing.
+    from ray.tune.execution import class_cache
+
+    from regsweep._ray_start import tune_actors_in_prestarted_workers
+
+    with tune_actors_in_prestarted_workers():
+        assert class_cache.DEFAULT_ENV_VARS == {"PL_DISABLE_FORK": "1"}
+        assert "AWS_ACCESS_KEY_ID" in class_cache.ENV_VARS_TO_PROPAGATE
 
 
 def test_worker_node_failure_resumes_trials_from_checkpoints(cluster, tmp_path, write_spec, monkeypatch):

@@ -112,19 +112,13 @@ def test_the_local_ray_offers_only_the_cores_the_process_may_use():
 # Starts Ray through regsweep and prints the programs of the processes this driver started for it.
 RAY_HEAD_PROCESSES = """
 import os
+from helpers.processes import children
 from regsweep._ray_start import ensure_ray
 import ray
 ensure_ray()
 assert ray.get(ray.remote(lambda: 41 + 1).remote()) == 42
-mine = []
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        stat = open(f"/proc/{pid}/stat").read()
-        command = open(f"/proc/{pid}/cmdline").read().split(chr(0))
-    except OSError:
-        continue
-    if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
-        mine.append(os.path.basename(next((arg for arg in command if arg.endswith(".py")), command[0])))
+mine = [os.path.basename(next((arg for arg in command if arg.endswith(".py")), command[0]))
+        for command in children({os.getpid()}).values()]
 ray.shutdown()
 print(" ".join(sorted(mine)))
 """
@@ -141,6 +135,59 @@ def test_the_local_ray_starts_no_autoscaler_monitor_and_no_log_monitor():
     programs = done.stdout.split()
     assert "gcs_server" in programs and "raylet" in programs, programs  # the listing sees Ray's head processes
     assert "monitor.py" not in programs and "log_monitor.py" not in programs, programs
+
+
+# Starts a sweep's own Ray, notes the worker processes its raylet prestarted, then runs the sweep on that Ray.
+PRESTARTED_THEN_SWEEP = """
+import os, sys, time
+from helpers.processes import children
+from regsweep._ray_start import ensure_ray
+from regsweep.cli import main
+
+ensure_ray()
+raylets = {pid for pid, command in children({os.getpid()}).items() if command[0].endswith("raylet")}
+for _ in range(300):  # Ray prestarts one worker per CPU once the driver has connected
+    prestarted = {pid for pid, command in children(raylets).items() if command[0].startswith("ray::IDLE")}
+    if len(prestarted) >= 2:
+        break
+    time.sleep(0.1)
+print("prestarted:", " ".join(map(str, sorted(prestarted))))
+sys.exit(main(["run", sys.argv[1], "--no-mlflow", "--results", sys.argv[2]]))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the Ray's worker processes from /proc")
+def test_trials_on_a_sweeps_own_ray_run_in_the_workers_ray_prestarted(tmp_path, write_spec):
+    """Tune gives its trial actors a runtime env (PL_DISABLE_FORK), and Ray places no such actor in a worker it
+    prestarted without one: it started new processes (importing Ray again) and ended the prestarted ones. On a
+    sweep's own Ray the workers inherit the variable instead, and the actors take the prestarted workers."""
+    spec = write_spec({"name": "reuse", "trainable": "helpers.user_trainables:reports_its_process",
+                       "search_space": {"x": {"grid": [1, 2, 3, 4]}}})
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PL_DISABLE_FORK")}
+    done = subprocess.run([sys.executable, "-c", PRESTARTED_THEN_SWEEP, str(spec), str(tmp_path / "results")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    prestarted = {int(pid) for pid in done.stdout.split("prestarted:")[1].splitlines()[0].split()}
+    frame = read_results(str(tmp_path / "results" / "reuse"))
+    assert len(frame) == 4 and len(prestarted) >= 2, done.stdout
+    assert set(frame["process"]) <= prestarted, (set(frame["process"]), prestarted, done.stdout, done.stderr)
+    assert set(frame["pl_disable_fork"]) == {"1"}
+
+
+def test_on_its_own_ray_tune_passes_its_actors_only_variables_set_after_ray_started(ray_local, monkeypatch):
+    """The workers of a Ray this process started inherited its environment: Tune is left to pass only what
+    changed since (here an AWS key), and its own names are put back after."""
+    from ray.tune.execution import class_cache
+
+    from regsweep._ray_start import tune_actors_in_prestarted_workers
+
+    defaults, propagated = class_cache.DEFAULT_ENV_VARS, class_cache.ENV_VARS_TO_PROPAGATE
+    assert os.environ["PL_DISABLE_FORK"] == "1"  # set before this Ray started, so its workers have it
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "set-after-ray-started")
+    with tune_actors_in_prestarted_workers():
+        assert class_cache.DEFAULT_ENV_VARS == {}
+        assert class_cache.ENV_VARS_TO_PROPAGATE == {"AWS_ACCESS_KEY_ID"}
+    assert class_cache.DEFAULT_ENV_VARS is defaults and class_cache.ENV_VARS_TO_PROPAGATE is propagated
 
 
 @needs_two_cores

@@ -48,6 +48,14 @@ def reports_visible_gpus(config):
     yield {"epoch": 1, "val_acc": 0.5, "visible_gpus": os.environ.get("CUDA_VISIBLE_DEVICES", "unset")}
 
 
+def reports_its_process(config):
+    """Reports the process the trial ran in, and whether Tune's PL_DISABLE_FORK reached it."""
+    import os
+
+    yield {"epoch": 1, "val_acc": 0.5, "process": os.getpid(),
+           "pl_disable_fork": os.environ.get("PL_DISABLE_FORK", "unset")}
+
+
 def fails_then_counts(config):
     """Counts its attempts in a file of `counter_dir`; fails its first `fail_times` attempts, then reports
     two epochs. mode 'raise' raises; mode 'die' ends its process abruptly (a crash it cannot report)."""
@@ -80,3 +88,4 @@ def overfits(config):
     train_loss."""
     for epoch in (1, 2):
         yield {"epoch": epoch, "train_loss": 1.0 / epoch, "val_loss": 1.0 / epoch + config["gap"] * epoch / 2}
+
