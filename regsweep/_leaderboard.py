@@ -70,7 +70,7 @@ def _level(series: pd.Series) -> tuple[pd.Series, list[str]]:
 def _quartile_labels(series: pd.Series) -> tuple[pd.Series, list[str]]:
     """Each bin labelled by the lowest and highest value it holds. Not by pandas' own edges: qcut lowers the
     first edge by 0.1% of the range, which would print a dropout or learning rate below zero."""
-    codes = pd.Series(pd.qcut(series, 4, labels=False, duplicates="drop"), index=series.index)
+    codes = pd.qcut(series, 4, labels=False, duplicates="drop")  # a Series: index and name kept
     spans = series.groupby(codes).agg(["min", "max"]).sort_index()
     for digits in range(3, 10):  # enough digits that two bins never print alike
         low, high = ([f"{v:.{digits}g}" for v in spans[end]] for end in ("min", "max"))

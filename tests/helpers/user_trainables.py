@@ -88,4 +88,3 @@ def overfits(config):
     train_loss."""
     for epoch in (1, 2):
         yield {"epoch": epoch, "train_loss": 1.0 / epoch, "val_loss": 1.0 / epoch + config["gap"] * epoch / 2}
-
