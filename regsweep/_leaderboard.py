@@ -24,7 +24,10 @@ MAX_LEVELS = 8     # more distinct values than this (numbers) are binned into qu
 @dataclass
 class Leaderboard:
     """Every section of the leaderboard as plain tables. `top` has one row per configuration: its searched
-    parameters under their results-table names (`config/dropout`) and its statistics (mean, low, high, n, ...)."""
+    parameters under their results-table names (`config/dropout`) and its statistics (mean, low, high, n, ...).
+    `factors` rank each factor's levels, best first; `levels` lists the same levels in the values' order
+    (numbers by size, bins low to high, other values as text, "n/a" last), the order the pair grids and the
+    journal's figures use."""
 
     name: str
     metric: str
@@ -36,6 +39,7 @@ class Leaderboard:
     rungs: pd.DataFrame
     counts: dict[str, int]
     footer: list[str] = field(default_factory=list)
+    levels: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def varying(self) -> list[str]:
@@ -119,14 +123,13 @@ def _top(finals: pd.DataFrame, varying: list[str], metric: str, mode: str, top: 
     return table.reset_index()
 
 
-def _factor(finals: pd.DataFrame, column: str, metric: str, mode: str) -> pd.DataFrame:
-    levels, _ = _level(finals[column])
-    table = estimate_frame(finals[metric].groupby(levels, sort=False))
+def _factor(finals: pd.DataFrame, labels: pd.Series, metric: str, mode: str) -> pd.DataFrame:
+    table = estimate_frame(finals[metric].groupby(labels, sort=False))
     return _mark_ties(table, mode).rename_axis("value").reset_index()
 
 
-def _pairs(finals: pd.DataFrame, factors: dict[str, pd.DataFrame], metric: str, mode: str,
-           limit: int = 3) -> list[tuple[str, str, pd.DataFrame]]:
+def _pairs(finals: pd.DataFrame, leveled: dict[str, tuple[pd.Series, list[str]]], factors: dict[str, pd.DataFrame],
+           metric: str, limit: int = 3) -> list[tuple[str, str, pd.DataFrame]]:
     """Grids of means for factor pairs: all pairs of up to three factors, else those of the three
     whose values move the metric most."""
     usable = [c for c, t in factors.items() if 2 <= len(t) <= MAX_LEVELS]
@@ -134,7 +137,7 @@ def _pairs(finals: pd.DataFrame, factors: dict[str, pd.DataFrame], metric: str, 
     chosen = sorted(usable, key=lambda c: -spread[c])[:limit]
     grids = []
     for a, b in itertools.combinations(chosen, 2):
-        (rows, row_order), (columns, column_order) = _level(finals[a]), _level(finals[b])
+        (rows, row_order), (columns, column_order) = leveled[a], leveled[b]
         grid = finals[metric].groupby([rows, columns]).mean().unstack(b)
         grid = grid.reindex(index=[v for v in row_order if v in grid.index],
                             columns=[v for v in column_order if v in grid.columns])
@@ -183,8 +186,8 @@ def build_leaderboard(frame: pd.DataFrame, metric: str, mode: str, name: str = "
         empty = pd.DataFrame(columns=["rank", "config_id", "mean", "low", "high", "n"])
         return Leaderboard(name, metric, mode, stage, empty, {}, [], _rungs(stage_rows, all_finals, stopped, metric),
                            counts, footer + ["No trial finished its budget yet."])
-    factors = {c: _factor(finals, c, metric, mode) for c in varying}
-    board = Leaderboard(name, metric, mode, stage, _top(finals, varying, metric, mode, top), factors,
-                        _pairs(finals, factors, metric, mode), _rungs(stage_rows, all_finals, stopped, metric),
-                        counts, footer)
-    return board
+    leveled = {c: _level(finals[c]) for c in varying}
+    factors = {c: _factor(finals, labels, metric, mode) for c, (labels, _) in leveled.items()}
+    return Leaderboard(name, metric, mode, stage, _top(finals, varying, metric, mode, top), factors,
+                       _pairs(finals, leveled, factors, metric), _rungs(stage_rows, all_finals, stopped, metric),
+                       counts, footer, levels={c: order for c, (_, order) in leveled.items()})

@@ -36,30 +36,29 @@ def _tick_style(labels: Any) -> dict[str, Any]:
     return {"rotation": 25, "ha": "right", "rotation_mode": "anchor"}
 
 
-def _bins_low_to_high(table: pd.DataFrame) -> pd.DataFrame:
-    """A binned factor's bars in the order of its values ("0.0001..0.105" before "0.132..0.237"); other
-    categories keep the table's order, best first."""
-    try:  # "n/a" (trials without the parameter) last
-        lows = [np.inf if value == "n/a" else float(str(value).split("..")[0]) for value in table["value"]]
-    except ValueError:
+def _in_order(table: pd.DataFrame, order: list[str] | None) -> pd.DataFrame:
+    """The table's rows in `order` of their values; a value `order` does not name keeps its place after them."""
+    if order is None:
         return table
-    return table.iloc[np.argsort(lows, kind="stable")]
+    position = {value: index for index, value in enumerate(order)}
+    return table.iloc[np.argsort([position.get(v, len(position)) for v in table["value"]], kind="stable")]
 
 
-def factor_plot(table: pd.DataFrame, factor: str, metric: str, path: Path) -> Path:
-    """Metric vs a numeric factor with error bars, or bars with intervals for a categorical one."""
+def factor_plot(table: pd.DataFrame, factor: str, metric: str, path: Path, order: list[str] | None = None) -> Path:
+    """Metric vs a numeric factor with error bars, or bars with intervals for a categorical or binned one,
+    in `order` (the leaderboard's `levels`: bins low to high) where given, else in the table's."""
     fig, ax = plt.subplots(figsize=(6, 4))
     if _numeric(table["value"]):
-        order = table.assign(x=pd.to_numeric(table["value"])).sort_values("x")
-        ax.errorbar(order["x"], order["mean"], yerr=np.nan_to_num((order["high"] - order["low"]) / 2),
+        by_value = table.assign(x=pd.to_numeric(table["value"])).sort_values("x")
+        ax.errorbar(by_value["x"], by_value["mean"], yerr=np.nan_to_num((by_value["high"] - by_value["low"]) / 2),
                     marker="o", capsize=4)
     else:
-        table = _bins_low_to_high(table)
+        table = _in_order(table, order)
         error = np.nan_to_num((table["high"] - table["low"]).to_numpy() / 2)
         colors = ["tab:green" if b else ("tab:olive" if t else "tab:gray")
                   for b, t in zip(table["best"], table["tied"])]
-        ax.bar(table["value"].astype(str), table["mean"], yerr=error, capsize=4, color=colors)
-        plt.setp(ax.get_xticklabels(), **_tick_style(table["value"]))
+        ax.bar(range(len(table)), table["mean"], yerr=error, capsize=4, color=colors)
+        ax.set_xticks(range(len(table)), [str(v) for v in table["value"]], **_tick_style(table["value"]))
         low = np.nanmin(table["low"].fillna(table["mean"]))
         ax.set_ylim(bottom=max(0.0, low - 0.1 * abs(low)) if low > 0 else None)
     ax.set_xlabel(factor)

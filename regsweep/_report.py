@@ -95,7 +95,8 @@ def write_report(name: str, results_root: str = "results", reports_root: str = "
     doc += ["## Factor effects", ""]
     for column, table in board.factors.items():
         factor = column[len("config/"):]
-        path = _plots.factor_plot(table, factor, metric, out / f"factor_{_slug(factor)}.png")
+        path = _plots.factor_plot(table, factor, metric, out / f"factor_{_slug(factor)}.png",
+                                  board.levels[column])
         figures.append(path)
         best = table[table["best"]].iloc[0]
         tied = ", ".join(str(v) for v in table.loc[table["tied"], "value"]) or "none"

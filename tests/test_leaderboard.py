@@ -97,18 +97,23 @@ def test_quartile_bins_are_labelled_by_the_values_they_hold():
     assert "-" not in record(board).split("Factor dropout")[1].split("val_acc:")[0]
 
 
-def test_the_journals_bars_for_a_binned_factor_run_from_the_lowest_bin_up(tmp_path):
-    from regsweep._plots import _bins_low_to_high, _tick_style, factor_plot
+def test_the_journals_bars_for_a_binned_factor_run_from_the_lowest_bin_up(tmp_path, capsys):
+    from regsweep._plots import _in_order, _tick_style, factor_plot
 
     configs = {round(d, 4): (0.8 + d * 0.1, 0.01) for d in np.linspace(0.0001, 0.5, 20)}
-    table = build_leaderboard(synthetic(configs, seeds=1), "val_acc", "max").factors["config/dropout"]
+    board = build_leaderboard(synthetic(configs, seeds=1), "val_acc", "max")
+    table, order = board.factors["config/dropout"], board.levels["config/dropout"]
     assert table["value"].iloc[0].startswith("0.395")  # the table ranks: best mean (the highest bin) first
-    lows = [float(v.split("..")[0]) for v in _bins_low_to_high(table)["value"]]
+    lows = [float(v.split("..")[0]) for v in _in_order(table, order)["value"]]
     assert lows == sorted(lows) and len(lows) == 4
-    categories = pd.DataFrame({"value": ["layer", "batch", "n/a"]})
-    assert list(_bins_low_to_high(categories)["value"]) == ["layer", "batch", "n/a"]
+    categories = pd.DataFrame({"value": ["layer", "extra", "batch", "n/a"]})
+    assert list(_in_order(categories, ["batch", "layer", "n/a"])["value"]) == ["batch", "layer", "n/a", "extra"]
     assert _tick_style(table["value"])["rotation"] > 0 and _tick_style(categories["value"]) == {}
-    assert factor_plot(table, "dropout", "val_acc", tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+    short = build_leaderboard(synthetic({0.1: (0.9, 0.01), 0.3: (0.8, 0.01)}, seeds=2).assign(
+        **{"config/dropout": lambda f: f["config/dropout"].map({0.1: "low", 0.3: "high"})}), "val_acc", "max")
+    for plotted, levels in ((table, order), (short.factors["config/dropout"], short.levels["config/dropout"])):
+        assert factor_plot(plotted, "dropout", "val_acc", tmp_path / "f.png", levels).read_bytes()[:4] == b"\x89PNG"
+    assert capsys.readouterr().out == ""  # matplotlib's setp() with no style printed every Text property
 
 
 def test_pair_grids_list_numbers_by_size_not_as_text():
