@@ -5,7 +5,8 @@ the autoscaler monitor (a one-machine Ray has nothing to scale) and the log moni
 output to drivers that ask for it, and regsweep's driver does not: `log_to_driver=False`). `ray start` has
 flags for both (`--no-monitor`, `--include-log-monitor=false`); `ray.init` has none, so they are given to the
 `RayParams` it builds. On two cores this takes about 1.5 s of wall time and 2.5 s of CPU off each sweep's Ray
-start and stop.
+start and stop. Where the user has turned Ray's usage stats off, it also has no API server (without the
+dashboard, only the usage-stats reporter runs in it): 1.5 s of CPU less.
 
 On such a Ray, Tune's trial actors also start in the worker processes Ray prestarted (one per CPU, Ray already
 imported in them) instead of new ones: see tune_actors_in_prestarted_workers. 1-3 s less per sweep on two cores.
@@ -59,7 +60,7 @@ def start_local_ray(num_cpus: int) -> None:
     global _own_ray
     # What Tune gives its trial actors as a runtime env (for PyTorch Lightning, ray#28197), inherited instead.
     os.environ.setdefault("PL_DISABLE_FORK", "1")
-    with without_unused_head_processes(), _prestarted_workers_kept():
+    with without_unused_head_processes(), _without_idle_api_server(), _prestarted_workers_kept():
         ray.init(num_cpus=num_cpus, include_dashboard=False, **QUIET)
     _own_ray = (ray.get_runtime_context().get_node_id(), dict(os.environ))
 
@@ -119,6 +120,38 @@ def without_unused_head_processes() -> Iterator[None]:
         yield
     finally:
         parameter.RayParams = original
+
+
+@contextlib.contextmanager
+def _without_idle_api_server() -> Iterator[None]:
+    """While inside, a local Ray that ray.init(include_dashboard=False) starts has no API server when the user has
+    turned Ray's usage stats off (RAY_USAGE_STATS_ENABLED=0, `ray disable-usage-stats`). Without the dashboard,
+    that process loads one module, the usage-stats reporter, which sends nothing for a Ray that ray.init started
+    with the stats off; it costs 1.5 s of CPU at every start. With the stats on, it is left to report them.
+    Ray has no setting for this: its private `Node.start_api_server` is skipped; where that or the stats check has
+    moved, Ray starts as it always does."""
+    try:
+        from ray._common.usage import usage_lib
+        from ray._private.node import Node
+
+        original = Node.start_api_server
+        arranged = (not usage_lib.usage_stats_enabled()
+                    and "include_dashboard" in inspect.signature(original).parameters)
+    except Exception:  # any change to Ray's private modules means "start Ray as Ray does"
+        arranged = False
+    if not arranged:
+        yield
+        return
+
+    def without_reporter(node: Any, *, include_dashboard: bool | None, **kwargs: Any) -> None:
+        if include_dashboard is not False:  # a dashboard asked for (or Ray's default) is started as always
+            original(node, include_dashboard=include_dashboard, **kwargs)
+
+    Node.start_api_server = without_reporter
+    try:
+        yield
+    finally:
+        Node.start_api_server = original
 
 
 @contextlib.contextmanager

@@ -109,32 +109,39 @@ def test_the_local_ray_offers_only_the_cores_the_process_may_use():
     assert float(run_on_one_core(RAY_CPUS, env)) == 1.0
 
 
-# Starts Ray through regsweep and prints the programs of the processes this driver started for it.
+# Starts Ray through regsweep, runs a trial of Ray Tune on it and prints the programs of the processes this driver
+# started for Ray.
 RAY_HEAD_PROCESSES = """
-import os
+import os, sys
 from helpers.processes import children
 from regsweep._ray_start import ensure_ray
 import ray
+from ray import tune
 ensure_ray()
-assert ray.get(ray.remote(lambda: 41 + 1).remote()) == 42
 mine = [os.path.basename(next((arg for arg in command if arg.endswith(".py")), command[0]))
         for command in children({os.getpid()}).values()]
+tuner = tune.Tuner(lambda config: tune.report({"answer": config["x"] + 1}), param_space={"x": 41},
+                   run_config=tune.RunConfig(storage_path=sys.argv[1], verbose=0))
+assert tuner.fit()[0].metrics["answer"] == 42
 ray.shutdown()
 print(" ".join(sorted(mine)))
 """
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the driver's child processes from /proc")
-def test_the_local_ray_starts_no_autoscaler_monitor_and_no_log_monitor():
+@pytest.mark.parametrize("usage_stats", ["1", "0"])
+def test_the_local_ray_starts_no_autoscaler_monitor_and_no_log_monitor(usage_stats, tmp_path):
     """A one-machine Ray has nothing to autoscale, and regsweep's driver takes no worker output: a sweep's own
-    Ray starts neither process (about 2.5 s of CPU at every start, and their stops at its end)."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    done = subprocess.run([sys.executable, "-c", RAY_HEAD_PROCESSES], capture_output=True, text=True, timeout=180,
-                          env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
+    Ray starts neither process (about 2.5 s of CPU at every start, and their stops at its end). Its API server
+    (dashboard.py) runs only Ray's usage-stats reporter: kept while the stats are on, not started when they are off."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_USAGE_STATS_ENABLED": usage_stats}
+    done = subprocess.run([sys.executable, "-c", RAY_HEAD_PROCESSES, str(tmp_path)], capture_output=True, text=True,
+                          timeout=180, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr  # Tune ran its trial on that Ray
     programs = done.stdout.split()
     assert "gcs_server" in programs and "raylet" in programs, programs  # the listing sees Ray's head processes
     assert "monitor.py" not in programs and "log_monitor.py" not in programs, programs
+    assert ("dashboard.py" in programs) == (usage_stats == "1"), programs
 
 
 # Starts a sweep's own Ray, notes the worker processes its raylet prestarted, then runs the sweep on that Ray.
