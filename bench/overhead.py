@@ -32,6 +32,8 @@ from typing import Iterator
 
 import yaml
 
+from pace import pace_line  # bench/, the script's own folder
+
 EPOCHS = 3
 LONG_EPOCHS = 40  # about 0.8 s per trial: where the start-up cost stops dominating
 SLOTS = 2  # trials regsweep runs at once
@@ -170,6 +172,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     cases = [(16, EPOCHS, True)] if args.quick else [(16, EPOCHS, True), (64, EPOCHS, True), (64, LONG_EPOCHS, False)]
+    print(pace_line("before"), flush=True)
     report = []
     # Both sides read the digits arrays and the seed's split that the first use on a machine prepares
     # (trainables.data): prepared here, so neither side's figure includes that one-off.
@@ -179,6 +182,7 @@ def main() -> None:
             row = measure(n, epochs, Path(tmp), bare)
             report.append(row)
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+    print(pace_line("after"), flush=True)
     for row in report:
         bare = f"; without MLflow {row['regsweep_no_mlflow_s']:.1f}s" if row["regsweep_no_mlflow_s"] else ""
         if row["regsweep_joined_s"]:

@@ -25,6 +25,8 @@ HERE = Path(__file__).parent
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
 sys.path.insert(0, str(HERE))
 
+from pace import pace_line  # noqa: E402
+
 
 def noop_trials(n: int, folder: Path, executor: str = "ray") -> float:
     from regsweep._sweep import start_sweep
@@ -75,6 +77,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     n, big = (200, 2_000) if args.quick else (1_000, 10_000)
+    print(pace_line("before"), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         board_s, report_s = report_scale(big, folder)
@@ -82,6 +85,7 @@ def main() -> None:
               flush=True)
         local = noop_trials(n, folder, "local")
         wall = noop_trials(n, folder)
+    print(pace_line("after"), flush=True)
     print(f"{n} no-op trials, --executor local: {local:.1f}s, {local / n * 1e3:.0f} ms per trial, "
           f"{local * 2 / n:.3f} CPU-slot-s per trial", flush=True)
     print(f"{n} no-op trials on Ray: {wall:.1f}s, {wall / n * 1e3:.0f} ms per trial, "
