@@ -19,6 +19,7 @@ import pandas as pd
 from regsweep._record import end_unended
 from regsweep._results import compact, delete_folder, ended_trials, holds_files, read_results
 from regsweep._space import grid_points, random_points
+from regsweep._stats import import_quantile
 from regsweep._state import (DEFAULT_RESULTS, SweepPaths, SweepStateError, read_state, read_sweep_state,
                              sweep_name, sweep_status, write_state)
 from regsweep._tune_storage import delete_deferred_checkpoints, resumable_stage
@@ -162,6 +163,8 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
             from regsweep._local_slots import WorkerPool
 
             pool = WorkerPool(sweep, paths.storage)
+            # The fork server imports torch for 3-5 s, and this process has nothing else to do meanwhile.
+            import_quantile()
             # In a worker, which keeps the data for its trials; the driver never loads it.
             pool.preflight(preflight_config(sweep) if check_data and sweep.builtin else None)
         else:

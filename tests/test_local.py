@@ -187,6 +187,26 @@ def test_the_cli_runs_a_local_sweep_without_importing_ray_or_torch(tmp_path, wri
     trainables.get_trainable("mlp").make_trial(saved["config"]).model.load_state_dict(saved["state_dict"])
 
 
+def test_the_driver_imports_the_leaderboards_statistics_while_the_workers_import_torch(tmp_path, write_spec):
+    """The last trial's end is followed only by the results table and the leaderboard: scipy.special (its
+    intervals, 0.2-0.6 s to import) is already imported when the first stage starts, not then."""
+    spec = write_spec({
+        "name": "localwarm", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 1, "hidden": [8]},
+        "search_space": {"dropout": {"grid": [0.0, 0.2]}}, "search": {"algorithm": "grid"},
+        "resources": {"executor": "local"},
+    })
+    code = ("import sys\nimport regsweep\nif __name__ == '__main__':\n"
+            f"    sweep = regsweep.load_sweep({str(spec)!r})\n"
+            "    seen = []\n"
+            "    regsweep.start_sweep(sweep, 'results', mlflow=False,\n"
+            "                         on_stage=lambda stage, n: seen.append('scipy.special' in sys.modules))\n"
+            "    print('scipy.special at the stage start:', seen)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "scipy.special at the stage start: [True]" in done.stdout, done.stdout + done.stderr
+    assert len(trial_ends(read_results(str(tmp_path / "results" / "localwarm")))) == 2
+
+
 @pytest.mark.parametrize("cpus, gpus, cpu, gpu, limit, expected", [
     (2, 0, 1, 0, None, ["", ""]),
     (2, 0, 0.5, 0, 3, ["", "", ""]),
