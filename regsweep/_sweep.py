@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import socket
 import sys
 import threading
@@ -16,6 +15,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from regsweep._discard import discard_folder
 from regsweep._record import end_unended
 from regsweep._results import compact, delete_folder, ended_trials, holds_files, read_results
 from regsweep._space import grid_points, random_points
@@ -275,7 +275,7 @@ def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str 
             raise SweepStateError(f"{paths.storage} already holds a sweep named {name} (Ray Tune's state, results); "
                                   f"use --fresh to replace it")
         if paths.local.exists():
-            shutil.rmtree(paths.local)
+            discard_folder(paths.local)
         if separate and fresh:  # without --fresh it was just found empty
             delete_folder(paths.storage)
         paths.local.mkdir(parents=True)

@@ -51,3 +51,10 @@ def test_the_docstring_example_runs_a_sweep_and_ranks_it(tmp_path, write_spec, m
         regsweep.start_sweep(sweep)
     resumed_sweep, resumed = regsweep.resume_sweep("apisweep")  # finished: nothing reruns
     assert resumed_sweep.spec.name == "apisweep" and len(resumed) == len(frame)
+    # --fresh over it: the old folder goes to the trash, which no listing shows; nothing of it is in the new one.
+    (tmp_path / "results" / "apisweep" / "left-by-the-first-run").write_text("old")
+    again = regsweep.start_sweep(regsweep.load_sweep(spec, {"epochs": 2}), fresh=True, mlflow=False)
+    assert set(again["epoch"]) == {1, 2}
+    assert not (tmp_path / "results" / "apisweep" / "left-by-the-first-run").exists()
+    assert [(row["name"], row["trials"]) for row in regsweep.list_sweeps()] == [("apisweep", 4)]
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [".regsweep-trash~", "apisweep"]
