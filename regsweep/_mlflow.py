@@ -74,6 +74,13 @@ def _numeric(row: dict[str, Any]) -> dict[str, float]:
             and not k.startswith("config/") and math.isfinite(float(v))}
 
 
+def _end_tags(trial: TrialLog) -> dict[str, str]:
+    tags = {"status": trial.status, "stopped_by": str(trial.stopped_by)}
+    if trial.error:
+        tags["error"] = trial.error[:5000]
+    return tags
+
+
 def update_trials(trials: dict[str, TrialLog], records: Iterable[dict[str, Any]]) -> set[str]:
     """Fold journal records into `trials`; returns the keys that changed."""
     changed = set()
@@ -211,8 +218,9 @@ class MlflowSync:
             if not token:
                 break
 
-    def _child(self, trial: TrialLog, reconcile: bool) -> tuple[str, list[Any]]:
-        """The trial's run id, and the params still to log when the run was created just now."""
+    def _child(self, trial: TrialLog, reconcile: bool) -> tuple[str, list[Any], bool]:
+        """The trial's run id, the params still to log when the run was created just now, and whether it was
+        created with its end tags (a trial that had ended by its first push: one transaction less)."""
         from mlflow.entities import Param
 
         if trial.key in self.runs:
@@ -220,9 +228,12 @@ class MlflowSync:
             if reconcile or trial.key not in self.logged:
                 history = self.client.get_metric_history(run_id, "epoch")
                 self.logged[trial.key] = {int(m.step) for m in history}
-            return run_id, self._params_due.get(trial.key, [])
+            return run_id, self._params_due.get(trial.key, []), False
         tags = {"mlflow.parentRunId": self.parent_id, "regsweep.trial_key": trial.key, "trial_id": trial.trial_id,
                 "config_id": trial.config_id, "seed": str(trial.seed), "stage": trial.stage, "status": trial.status}
+        ended = trial.status != "running"
+        if ended:
+            tags.update(_end_tags(trial))
         run = self.client.create_run(self._experiment(), run_name=trial.name or trial.trial_id, tags=tags)
         run_id = self.runs[trial.key] = run.info.run_id
         self.logged[trial.key] = set()
@@ -230,7 +241,7 @@ class MlflowSync:
         # Logged with the run's first metrics; kept until then, so a failed push sends them again.
         due = self._params_due[trial.key] = [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v))
                                              for k, v in config.items()]
-        return run_id, due
+        return run_id, due, ended
 
     def _log(self, run_id: str, metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
         """As few log_batch calls as MLflow's limits allow (each is a transaction on the store:
@@ -250,7 +261,7 @@ class MlflowSync:
         if reconcile:  # once per push: every run of the sweep MLflow already has
             self._find_children()
         for trial in trials:
-            run_id, params = self._child(trial, reconcile)
+            run_id, params, created_ended = self._child(trial, reconcile)
             new_steps = sorted(set(trial.epochs) - self.logged[trial.key])
             metrics = [Metric("epoch", step, now, step) for step in new_steps]
             metrics += [Metric(k, v, now, step) for step in new_steps for k, v in trial.epochs[step].items()]
@@ -258,9 +269,8 @@ class MlflowSync:
             ends = trial.status != "running" and trial.key not in self.ended
             if ends:
                 last = max(trial.epochs, default=0)
-                tags = [RunTag("status", trial.status), RunTag("stopped_by", str(trial.stopped_by))]
-                if trial.error:
-                    tags.append(RunTag("error", trial.error[:5000]))
+                if not created_ended:
+                    tags = [RunTag(k, v) for k, v in _end_tags(trial).items()]
                 metrics += [Metric(k, v, now, last) for k, v in trial.final.items()]
             self._log(run_id, metrics, params, tags)
             self._params_due.pop(trial.key, None)
