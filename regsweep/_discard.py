@@ -18,10 +18,19 @@ from pathlib import Path
 
 # Beside the sweeps, and with a character no sweep name may hold (`name` in the spec), so never a sweep's folder.
 TRASH = ".regsweep-trash~"
-# Empties the trash: this folder and any a deleter killed midway left behind. Standard library only, no site.
-_EMPTY_TRASH = ("import os, shutil, sys\n"
-                "for entry in os.scandir(sys.argv[1]):\n"
-                "    shutil.rmtree(entry.path, ignore_errors=True)\n")
+# Empties the trash: this folder and any a deleter killed midway left behind (another may be deleting them too).
+# A folder that was a link is only unlinked: what it points to is not the sweep's to delete.
+_EMPTY_TRASH = """
+import os, shutil, sys
+for entry in os.scandir(sys.argv[1]):
+    if entry.is_symlink():
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            pass
+    else:
+        shutil.rmtree(entry.path, ignore_errors=True)
+"""
 
 
 def discard_folder(folder: Path) -> subprocess.Popen | None:

@@ -49,3 +49,12 @@ def test_no_sweep_can_be_named_as_the_trash_folder(write_spec):
     with pytest.raises(SpecError, match="name"):
         load_sweep(write_spec(spec))
     assert load_sweep(write_spec({**spec, "name": "a.sweep-name_1"}), check_models=False).spec.name == "a.sweep-name_1"
+
+
+def test_a_folder_that_is_a_link_is_unlinked_and_what_it_points_to_is_kept(tmp_path):
+    elsewhere = _sweep_folder(tmp_path, "elsewhere")
+    link = tmp_path / "results" / "linked"
+    link.symlink_to(elsewhere, target_is_directory=True)
+    assert discard_folder(link).wait(timeout=60) == 0
+    assert not link.exists() and not link.is_symlink()
+    assert (elsewhere / "state.json").exists() and list((tmp_path / "results" / TRASH).iterdir()) == []
