@@ -39,6 +39,13 @@ class _Running:
     told: bool = False  # the study knows how it ended (ASHA pruned it)
 
 
+def import_stage_modules() -> None:
+    """Import what a stage needs (Optuna, its journal storage) ahead of the first stage: the driver calls this
+    while its fork server imports torch, when it has nothing else to do."""
+    import optuna  # noqa: F401
+    from optuna.storages.journal import JournalFileBackend, JournalStorage  # noqa: F401
+
+
 def run_stage(pool: WorkerPool, paths: Any, stage: str, points: list[dict[str, Any]] | None, restore: bool) -> None:
     """Run one stage to its end in `pool`'s workers: `points` (grid, random, confirm) or Optuna's TPE."""
     _Stage(pool, paths, stage, points, restore).run()

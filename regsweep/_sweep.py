@@ -162,9 +162,12 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
         if sweep.spec.resources.executor == "local":
             from regsweep._local_slots import WorkerPool
 
+            from regsweep._local import import_stage_modules
+
             pool = WorkerPool(sweep, paths.storage)
             # The fork server imports torch for 3-5 s, and this process has nothing else to do meanwhile.
             import_quantile()
+            import_stage_modules()
             # In a worker, which keeps the data for its trials; the driver never loads it.
             pool.preflight(preflight_config(sweep) if check_data and sweep.builtin else None)
         else:
