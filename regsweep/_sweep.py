@@ -160,9 +160,8 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
     pool = None
     try:
         if sweep.spec.resources.executor == "local":
-            from regsweep._local_slots import WorkerPool
-
             from regsweep._local import import_stage_modules
+            from regsweep._local_slots import WorkerPool
 
             pool = WorkerPool(sweep, paths.storage)
             # The fork server imports torch for 3-5 s, and this process has nothing else to do meanwhile.
