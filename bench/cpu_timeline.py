@@ -39,13 +39,15 @@ def busy_cores(command: list[str]) -> tuple[float, list[tuple[float, float]], fl
             samples.append((time.perf_counter(), *_cpu_ticks()))
             time.sleep(SAMPLE_S)
 
-    sampler = threading.Thread(target=sample)
+    sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     start = time.perf_counter()
-    subprocess.run(command, stdout=subprocess.DEVNULL, check=True)
-    wall = time.perf_counter() - start
-    done.set()
-    sampler.join()
+    try:
+        subprocess.run(command, stdout=subprocess.DEVNULL, check=True)
+    finally:  # a failed command must not leave the sampler running (it would keep this script alive)
+        wall = time.perf_counter() - start
+        done.set()
+        sampler.join()
     cores = os.cpu_count() or 1
     bins: dict[int, list[int]] = {}
     for (at, total_a, idle_a), (_, total_b, idle_b) in zip(samples, samples[1:]):

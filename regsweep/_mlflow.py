@@ -29,7 +29,8 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 DEFAULT_DIR = "mlruns"
 RUN_STATUS = {"completed": "FINISHED", "stopped_early": "FINISHED", "diverged": "FAILED", "error": "FAILED"}
-_SKIP_METRICS = {"epoch", "seed", "training_iteration", "reported_at", *SUMMARY_KEYS}
+# Times and ids are not metrics: reported_at and attempt_started_at become the runs' and the metrics' times.
+_SKIP_METRICS = {"epoch", "seed", "training_iteration", "reported_at", "attempt_started_at", *SUMMARY_KEYS}
 
 
 def resolve_tracking_uri(spec_uri: str | None) -> str:
@@ -62,6 +63,8 @@ class TrialLog:
     stopped_by: str | None = None
     error: str | None = None
     final: dict[str, float] = field(default_factory=dict)
+    started_at: float | None = None  # when its first attempt began (seconds since the epoch)
+    reported_at: dict[int, float] = field(default_factory=dict)  # when each epoch was reported
 
     @property
     def key(self) -> str:
@@ -72,6 +75,11 @@ def _numeric(row: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in row.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _SKIP_METRICS
             and not k.startswith("config/") and math.isfinite(float(v))}
+
+
+def _millis(seconds: Any) -> int | None:
+    finite = isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds)
+    return int(seconds * 1000) if finite else None
 
 
 def _end_tags(trial: TrialLog) -> dict[str, str]:
@@ -91,6 +99,9 @@ def update_trials(trials: dict[str, TrialLog], records: Iterable[dict[str, Any]]
             params = {k[len("config/"):]: v for k, v in record.items() if k.startswith("config/")}
             trial = trials[key] = TrialLog(record["stage"], record["trial_id"], record.get("trial_name", ""),
                                            record.get("config_id", ""), record.get("seed"), params)
+        started = record.get("attempt_started_at")
+        if _millis(started) is not None and (trial.started_at is None or started < trial.started_at):
+            trial.started_at = started
         if record.get("kind") == "end":
             trial.status = record["status"]
             trial.stopped_by, trial.error = record.get("stopped_by"), record.get("error")
@@ -98,6 +109,8 @@ def update_trials(trials: dict[str, TrialLog], records: Iterable[dict[str, Any]]
                            if isinstance(record.get(k), (int, float)) and math.isfinite(record[k])}
         elif record.get("epoch"):
             trial.epochs[int(record["epoch"])] = _numeric(record)
+            if _millis(record.get("reported_at")) is not None:
+                trial.reported_at[int(record["epoch"])] = record["reported_at"]
         changed.add(key)
     return changed
 
@@ -234,7 +247,8 @@ class MlflowSync:
         ended = trial.status != "running"
         if ended:
             tags.update(_end_tags(trial))
-        run = self.client.create_run(self._experiment(), run_name=trial.name or trial.trial_id, tags=tags)
+        run = self.client.create_run(self._experiment(), run_name=trial.name or trial.trial_id, tags=tags,
+                                     start_time=_millis(trial.started_at))
         run_id = self.runs[trial.key] = run.info.run_id
         self.logged[trial.key] = set()
         config = {**self.fixed, **trial.params, "seed": trial.seed}
@@ -263,20 +277,24 @@ class MlflowSync:
         for trial in trials:
             run_id, params, created_ended = self._child(trial, reconcile)
             new_steps = sorted(set(trial.epochs) - self.logged[trial.key])
-            metrics = [Metric("epoch", step, now, step) for step in new_steps]
-            metrics += [Metric(k, v, now, step) for step in new_steps for k, v in trial.epochs[step].items()]
+            # Each epoch's values carry the time it was reported, so MLflow's wall-time axes are the trial's own.
+            stamps = {step: _millis(trial.reported_at.get(step)) or now for step in new_steps}
+            metrics = [Metric("epoch", step, stamps[step], step) for step in new_steps]
+            metrics += [Metric(k, v, stamps[step], step) for step in new_steps for k, v in trial.epochs[step].items()]
             tags = []
             ends = trial.status != "running" and trial.key not in self.ended
             if ends:
                 last = max(trial.epochs, default=0)
                 if not created_ended:
                     tags = [RunTag(k, v) for k, v in _end_tags(trial).items()]
-                metrics += [Metric(k, v, now, last) for k, v in trial.final.items()]
+                ended_at = _millis(trial.reported_at.get(last)) or now
+                metrics += [Metric(k, v, ended_at, last) for k, v in trial.final.items()]
             self._log(run_id, metrics, params, tags)
             self._params_due.pop(trial.key, None)
             self.logged[trial.key].update(new_steps)
             if ends:
-                self.client.set_terminated(run_id, RUN_STATUS.get(trial.status, "KILLED"))
+                self.client.set_terminated(run_id, RUN_STATUS.get(trial.status, "KILLED"),
+                                           end_time=_millis(trial.reported_at.get(last)))
                 self.ended.add(trial.key)
 
     def finish_parent(self, summary: dict[str, Any], status: str = "FINISHED") -> None:

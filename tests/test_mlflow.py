@@ -104,6 +104,10 @@ def test_smoke_sweep_against_real_server(ray_local, tmp_path, write_spec, server
     assert child.data.params["dataset"] == "digits" and child.info.status == "FINISHED"
     assert {"trial_id", "config_id", "seed", "status", "stopped_by"} <= set(child.data.tags)
     assert all(len(client.get_metric_history(child.info.run_id, k)) == 3 for k in ("train_loss", "val_loss", "gap"))
+    rows = frame[frame["trial_id"] == child.data.tags["trial_id"]]  # the run's times are the trial's own
+    assert child.info.start_time == int(rows["attempt_started_at"].min() * 1000)
+    assert child.info.end_time == int(rows["reported_at"].max() * 1000)
+    assert "attempt_started_at" not in child.data.metrics
     best = [c for c in children if c.data.tags.get("regsweep.best") == "true"]
     assert len(best) == 1 and parent.data.tags["best_run_id"] == best[0].info.run_id
     artifacts = [a.path for a in client.list_artifacts(best[0].info.run_id, "model")]

@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from regsweep._mlflow import MlflowSync, TrialLog
+from regsweep._mlflow import MlflowSync, TrialLog, update_trials
 
 METRICS = {"train_loss": 0.5, "val_loss": 0.6, "val_acc": 0.9}
 
@@ -81,3 +81,24 @@ def test_a_trial_that_ends_after_its_first_push_gets_its_end_tags_when_it_ends(s
     assert [m.step for m in sync.client.get_metric_history(run_id, "val_acc")] == [1, 2, 3]
     sync.push([trial("00003", "completed")])  # pushed again (a retry): nothing is logged twice
     assert [m.step for m in sync.client.get_metric_history(run_id, "val_acc")] == [1, 2, 3]
+
+
+def test_runs_and_metrics_carry_the_trials_own_times_and_no_bookkeeping_metrics(sync):
+    """A run pushed after its trial ended starts and ends when the trial did (not when it was pushed), and each
+    epoch's metrics are stamped with the epoch's report, so MLflow's durations and wall-time charts are true."""
+    start, resumed = 1_795_915_500.0, 1_795_915_600.0
+    base = {"stage": "search", "trial_id": "00005", "trial_name": "dropout=0.1", "config_id": "cfg", "seed": 0,
+            "config/dropout": 0.1, "node_id": "local:vm"}
+    records = [{**base, "kind": "epoch", "epoch": epoch, **METRICS, "attempt_started_at": began,
+                "reported_at": began + 0.5 * epoch} for epoch, began in ((1, start), (2, start), (3, resumed))]
+    records.append({**base, "kind": "end", "status": "completed", "stopped_by": "completed", "best_val_acc": 0.9})
+    trials = {}
+    update_trials(trials, records)
+    sync.push(trials.values())
+
+    run = sync.client.get_run(sync.runs["search/00005"])
+    assert (run.info.start_time, run.info.end_time) == (1_795_915_500_000, 1_795_915_601_500)
+    history = sync.client.get_metric_history(run.info.run_id, "val_acc")
+    assert [(m.step, m.timestamp) for m in history] == [
+        (1, 1_795_915_500_500), (2, 1_795_915_501_000), (3, 1_795_915_601_500)]
+    assert set(run.data.metrics) == {*METRICS, "epoch", "best_val_acc"}
