@@ -124,9 +124,8 @@ def save_best_model(sweep: Sweep, paths: Any, frame: pd.DataFrame,
     return f"{best['stage']}/{best['trial_id']}", target
 
 
-def _finish(sync: MlflowSync, sweep: Sweep, paths: Any, frame: pd.DataFrame, finished: bool,
-            export: Export | None = None) -> None:
-    best = save_best_model(sweep, paths, frame, export)
+def _finish(sync: MlflowSync, sweep: Sweep, frame: pd.DataFrame, finished: bool,
+            best: tuple[str, Path] | None) -> None:
     if best is not None and best[0] in sync.runs:
         sync.log_model(*best)
     if finished:
@@ -135,15 +134,20 @@ def _finish(sync: MlflowSync, sweep: Sweep, paths: Any, frame: pd.DataFrame, fin
 
 def finish_tracking(follower: JournalFollower | None, sweep: Sweep, paths: Any, state: dict[str, Any],
                     frame: pd.DataFrame, export: Export | None = None) -> None:
-    """Flush the follower, then log the summary and the best model (written by `export`, see save_best_model)
-    on the parent run."""
+    """Write the best model (by `export`, see save_best_model), flush the follower, then log the summary and
+    the model on the parent run. Without tracking (`follower` None), only the model is written."""
+    try:
+        best = save_best_model(sweep, paths, frame, export)
+    except Exception as exc:
+        warn(f"could not write {BEST_MODEL_FILE} ({type(exc).__name__}: {exc})")
+        best = None
     if follower is None:
         return
     if not follower.stop():
         warn(f"MLflow still lacks some results; run `regsweep sync-mlflow {state['name']}` when it is back")
         return
     try:
-        _finish(follower.sync, sweep, paths, frame, state.get("status") == "finished", export)
+        _finish(follower.sync, sweep, frame, state.get("status") == "finished", best)
     except Exception as exc:
         warn(f"could not write the sweep summary to MLflow ({exc}); run `regsweep sync-mlflow {state['name']}`")
 
@@ -153,7 +157,7 @@ def sync_results(sweep: Sweep, paths: Any, state: dict[str, Any], frame: pd.Data
     sync = _sync_for(sweep, state["name"])
     _open_parent(sync, sweep, paths, state)
     sync.push(trials_from_frame(frame).values(), reconcile=True)
-    _finish(sync, sweep, paths, frame, state.get("status") == "finished")
+    _finish(sync, sweep, frame, state.get("status") == "finished", save_best_model(sweep, paths, frame))
     if state.get("status") != "finished":
         sync.client.set_terminated(sync.parent_id, "KILLED")
     return sync

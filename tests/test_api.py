@@ -41,6 +41,7 @@ def test_the_docstring_example_runs_a_sweep_and_ranks_it(tmp_path, write_spec, m
     assert isinstance(sweep, regsweep.Sweep)
     frame = regsweep.start_sweep(sweep, fresh=True, mlflow=False)
     assert len(frame) == 4 * 3 and set(frame["epoch"]) == {1, 2, 3}  # the override reached every trial
+    assert (tmp_path / "results" / "apisweep" / "best_model.pt").is_file()  # written without MLflow too
     board = regsweep.build_leaderboard(frame, sweep.spec.metric, sweep.spec.mode, "apisweep")
     assert isinstance(board, regsweep.Leaderboard) and len(board.top) == 2 and set(board.top["n"]) == {2}
     assert "| # | dropout |" in regsweep.render_markdown(board)

@@ -159,6 +159,17 @@ def factorial(tmp_path_factory, ray_local):
     return folder, frame
 
 
+def test_a_sweep_without_mlflow_still_writes_its_best_model(factorial):
+    import torch
+
+    folder, frame = factorial
+    saved = torch.load(folder / "results" / "factorial" / "best_model.pt", weights_only=False)
+    ends = frame.sort_values("epoch").groupby("trial_id").tail(1)
+    match = ends[(ends["val_acc"] == saved["val_acc"]) & (ends["config/dropout"] == saved["config"]["dropout"])]
+    assert saved["trainable"] == "cnn" and len(match) >= 1 and saved["val_acc"] >= ends["val_acc"].median()
+    assert saved["config"]["epochs"] == 2 and saved["config"]["filters"] == 8
+
+
 def test_leaderboard_of_a_real_sweep_on_recorded_console(factorial):
     _, frame = factorial
     board = build_leaderboard(frame, "val_acc", "max", "factorial")
