@@ -15,8 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from regsweep._mlflow import MlflowSync, update_trials
+from regsweep._mlflow import MlflowSync
 from regsweep._results import Journal, compact
+from regsweep._trial_log import update_trials
 
 
 def records(trials: int, epochs: int):

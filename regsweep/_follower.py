@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from regsweep._mlflow import MlflowSync, TrialLog, update_trials, warn
+from regsweep._mlflow import MlflowSync, warn
+from regsweep._trial_log import TrialLog, update_trials
 
 
 class JournalFollower:

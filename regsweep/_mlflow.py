@@ -17,11 +17,10 @@ import sqlite3
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from regsweep._results import SUMMARY_KEYS
+from regsweep._trial_log import TrialLog, millis
 
 # One failed request must not stall the driver for minutes of backoff; we retry ourselves.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -29,8 +28,6 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 DEFAULT_DIR = "mlruns"
 RUN_STATUS = {"completed": "FINISHED", "stopped_early": "FINISHED", "diverged": "FAILED", "error": "FAILED"}
-# Times and ids are not metrics: reported_at and attempt_started_at become the runs' and the metrics' times.
-_SKIP_METRICS = {"epoch", "seed", "training_iteration", "reported_at", "attempt_started_at", *SUMMARY_KEYS}
 
 
 def resolve_tracking_uri(spec_uri: str | None) -> str:
@@ -48,84 +45,11 @@ def sqlite_file(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
-@dataclass
-class TrialLog:
-    """Everything MLflow needs about one trial, built from the journal or the Parquet table."""
-
-    stage: str
-    trial_id: str
-    name: str
-    config_id: str
-    seed: Any
-    params: dict[str, Any]
-    epochs: dict[int, dict[str, float]] = field(default_factory=dict)
-    status: str = "running"
-    stopped_by: str | None = None
-    error: str | None = None
-    final: dict[str, float] = field(default_factory=dict)
-    started_at: float | None = None  # when its first attempt began (seconds since the epoch)
-    reported_at: dict[int, float] = field(default_factory=dict)  # when each epoch was reported
-
-    @property
-    def key(self) -> str:
-        return f"{self.stage}/{self.trial_id}"
-
-
-def _numeric(row: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in row.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _SKIP_METRICS
-            and not k.startswith("config/") and math.isfinite(float(v))}
-
-
-def _millis(seconds: Any) -> int | None:
-    finite = isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds)
-    return int(seconds * 1000) if finite else None
-
-
 def _end_tags(trial: TrialLog) -> dict[str, str]:
     tags = {"status": trial.status, "stopped_by": str(trial.stopped_by)}
     if trial.error:
         tags["error"] = trial.error[:5000]
     return tags
-
-
-def update_trials(trials: dict[str, TrialLog], records: Iterable[dict[str, Any]]) -> set[str]:
-    """Fold journal records into `trials`; returns the keys that changed."""
-    changed = set()
-    for record in records:
-        key = f"{record['stage']}/{record['trial_id']}"
-        trial = trials.get(key)
-        if trial is None:
-            params = {k[len("config/"):]: v for k, v in record.items() if k.startswith("config/")}
-            trial = trials[key] = TrialLog(record["stage"], record["trial_id"], record.get("trial_name", ""),
-                                           record.get("config_id", ""), record.get("seed"), params)
-        started = record.get("attempt_started_at")
-        if _millis(started) is not None and (trial.started_at is None or started < trial.started_at):
-            trial.started_at = started
-        if record.get("kind") == "end":
-            trial.status = record["status"]
-            trial.stopped_by, trial.error = record.get("stopped_by"), record.get("error")
-            trial.final = {k: float(record[k]) for k in SUMMARY_KEYS
-                           if isinstance(record.get(k), (int, float)) and math.isfinite(record[k])}
-        elif record.get("epoch"):
-            trial.epochs[int(record["epoch"])] = _numeric(record)
-            if _millis(record.get("reported_at")) is not None:
-                trial.reported_at[int(record["epoch"])] = record["reported_at"]
-        changed.add(key)
-    return changed
-
-
-def trials_from_frame(frame: Any) -> dict[str, TrialLog]:
-    """TrialLogs from the Parquet results table (for sync-mlflow)."""
-    def present(row: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in row.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
-
-    trials: dict[str, TrialLog] = {}
-    update_trials(trials, [{**present(row), "kind": "epoch"} for row in frame.to_dict("records")])
-    last_rows = frame.sort_values("epoch").groupby(["stage", "trial_id"]).tail(1).to_dict("records")
-    update_trials(trials, [{**present(row), "kind": "end"} for row in last_rows
-                           if row.get("status") not in (None, "running")])
-    return trials
 
 
 def _quiet_mlflow() -> None:
@@ -248,7 +172,7 @@ class MlflowSync:
         if ended:
             tags.update(_end_tags(trial))
         run = self.client.create_run(self._experiment(), run_name=trial.name or trial.trial_id, tags=tags,
-                                     start_time=_millis(trial.started_at))
+                                     start_time=millis(trial.started_at))
         run_id = self.runs[trial.key] = run.info.run_id
         self.logged[trial.key] = set()
         config = {**self.fixed, **trial.params, "seed": trial.seed}
@@ -278,7 +202,7 @@ class MlflowSync:
             run_id, params, created_ended = self._child(trial, reconcile)
             new_steps = sorted(set(trial.epochs) - self.logged[trial.key])
             # Each epoch's values carry the time it was reported, so MLflow's wall-time axes are the trial's own.
-            stamps = {step: _millis(trial.reported_at.get(step)) or now for step in new_steps}
+            stamps = {step: millis(trial.reported_at.get(step)) or now for step in new_steps}
             metrics = [Metric("epoch", step, stamps[step], step) for step in new_steps]
             metrics += [Metric(k, v, stamps[step], step) for step in new_steps for k, v in trial.epochs[step].items()]
             tags = []
@@ -287,14 +211,14 @@ class MlflowSync:
                 last = max(trial.epochs, default=0)
                 if not created_ended:
                     tags = [RunTag(k, v) for k, v in _end_tags(trial).items()]
-                ended_at = _millis(trial.reported_at.get(last)) or now
+                ended_at = millis(trial.reported_at.get(last)) or now
                 metrics += [Metric(k, v, ended_at, last) for k, v in trial.final.items()]
             self._log(run_id, metrics, params, tags)
             self._params_due.pop(trial.key, None)
             self.logged[trial.key].update(new_steps)
             if ends:
                 self.client.set_terminated(run_id, RUN_STATUS.get(trial.status, "KILLED"),
-                                           end_time=_millis(trial.reported_at.get(last)))
+                                           end_time=millis(trial.reported_at.get(last)))
                 self.ended.add(trial.key)
 
     def finish_parent(self, summary: dict[str, Any], status: str = "FINISHED") -> None:

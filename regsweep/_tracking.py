@@ -11,10 +11,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
+from regsweep._aggregate import best_trial, config_params, param_columns, sweep_summary
 from regsweep._ahead import CHECKPOINT_FILE
-from regsweep._aggregate import best_trial, param_columns, config_params, sweep_summary
 from regsweep._follower import JournalFollower
-from regsweep._mlflow import MlflowSync, resolve_tracking_uri, sqlite_file, trials_from_frame, warn
+from regsweep._mlflow import MlflowSync, resolve_tracking_uri, sqlite_file, warn
+from regsweep._trial_log import trials_from_frame
 from regsweep._validate import Sweep
 
 BEST_MODEL_FILE = "best_model.pt"

@@ -4,7 +4,8 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from regsweep._mlflow import MlflowSync, TrialLog, update_trials
+from regsweep._mlflow import MlflowSync
+from regsweep._trial_log import TrialLog, update_trials
 
 METRICS = {"train_loss": 0.5, "val_loss": 0.6, "val_acc": 0.9}
 
