@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from regsweep._trial_log import TrialLog, millis
+from regsweep._trial_log import TrialLog
 
 # One failed request must not stall the driver for minutes of backoff; we retry ourselves.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -172,7 +172,7 @@ class MlflowSync:
         if ended:
             tags.update(_end_tags(trial))
         run = self.client.create_run(self._experiment(), run_name=trial.name or trial.trial_id, tags=tags,
-                                     start_time=millis(trial.started_at))
+                                     start_time=trial.started_at)
         run_id = self.runs[trial.key] = run.info.run_id
         self.logged[trial.key] = set()
         config = {**self.fixed, **trial.params, "seed": trial.seed}
@@ -202,7 +202,7 @@ class MlflowSync:
             run_id, params, created_ended = self._child(trial, reconcile)
             new_steps = sorted(set(trial.epochs) - self.logged[trial.key])
             # Each epoch's values carry the time it was reported, so MLflow's wall-time axes are the trial's own.
-            stamps = {step: millis(trial.reported_at.get(step)) or now for step in new_steps}
+            stamps = {step: trial.reported_at.get(step, now) for step in new_steps}
             metrics = [Metric("epoch", step, stamps[step], step) for step in new_steps]
             metrics += [Metric(k, v, stamps[step], step) for step in new_steps for k, v in trial.epochs[step].items()]
             tags = []
@@ -211,14 +211,13 @@ class MlflowSync:
                 last = max(trial.epochs, default=0)
                 if not created_ended:
                     tags = [RunTag(k, v) for k, v in _end_tags(trial).items()]
-                ended_at = millis(trial.reported_at.get(last)) or now
+                ended_at = trial.reported_at.get(last, now)
                 metrics += [Metric(k, v, ended_at, last) for k, v in trial.final.items()]
             self._log(run_id, metrics, params, tags)
             self._params_due.pop(trial.key, None)
             self.logged[trial.key].update(new_steps)
             if ends:
-                self.client.set_terminated(run_id, RUN_STATUS.get(trial.status, "KILLED"),
-                                           end_time=millis(trial.reported_at.get(last)))
+                self.client.set_terminated(run_id, RUN_STATUS.get(trial.status, "KILLED"), end_time=ended_at)
                 self.ended.add(trial.key)
 
     def finish_parent(self, summary: dict[str, Any], status: str = "FINISHED") -> None:

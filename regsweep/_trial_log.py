@@ -28,8 +28,9 @@ class TrialLog:
     stopped_by: str | None = None
     error: str | None = None
     final: dict[str, float] = field(default_factory=dict)
-    started_at: float | None = None  # when its first attempt began (seconds since the epoch)
-    reported_at: dict[int, float] = field(default_factory=dict)  # when each epoch was reported
+    # Milliseconds since the epoch, as MLflow takes them: when its first attempt began, when each epoch was reported.
+    started_at: int | None = None
+    reported_at: dict[int, int] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -42,7 +43,7 @@ def _numeric(row: dict[str, Any]) -> dict[str, float]:
             and not k.startswith("config/") and math.isfinite(float(v))}
 
 
-def millis(seconds: Any) -> int | None:
+def _millis(seconds: Any) -> int | None:
     finite = isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds)
     return int(seconds * 1000) if finite else None
 
@@ -57,8 +58,8 @@ def update_trials(trials: dict[str, TrialLog], records: Iterable[dict[str, Any]]
             params = {k[len("config/"):]: v for k, v in record.items() if k.startswith("config/")}
             trial = trials[key] = TrialLog(record["stage"], record["trial_id"], record.get("trial_name", ""),
                                            record.get("config_id", ""), record.get("seed"), params)
-        started = record.get("attempt_started_at")
-        if millis(started) is not None and (trial.started_at is None or started < trial.started_at):
+        started = _millis(record.get("attempt_started_at"))
+        if started is not None and (trial.started_at is None or started < trial.started_at):
             trial.started_at = started
         if record.get("kind") == "end":
             trial.status = record["status"]
@@ -66,9 +67,11 @@ def update_trials(trials: dict[str, TrialLog], records: Iterable[dict[str, Any]]
             trial.final = {k: float(record[k]) for k in SUMMARY_KEYS
                            if isinstance(record.get(k), (int, float)) and math.isfinite(record[k])}
         elif record.get("epoch"):
-            trial.epochs[int(record["epoch"])] = _numeric(record)
-            if millis(record.get("reported_at")) is not None:
-                trial.reported_at[int(record["epoch"])] = record["reported_at"]
+            epoch = int(record["epoch"])
+            trial.epochs[epoch] = _numeric(record)
+            reported = _millis(record.get("reported_at"))
+            if reported is not None:
+                trial.reported_at[epoch] = reported
         changed.add(key)
     return changed
 
