@@ -10,7 +10,12 @@ each); the plain loop runs one at a time with torch's default threads, as a user
 Bookkeeping per trial = (wall time x trials running at once - time spent inside epochs) / N,
 i.e. everything that is not training: imports, validation, Ray and actor start, scheduling,
 checkpoints, journal, Parquet, MLflow, shutdown. Amortised, it counts the fixed start; the marginal
-figure is the slope between N = 16 and N = 64 measured here (what one more trial costs).
+figure is the slope between N = 16 and N = 64 measured here (what one more trial costs); "while trials
+run" takes the same from the start of the first trial after each slot's first one to the last result, over
+those trials, so it counts what each trial costs beside its epochs (building it, the search's ask and tell,
+checkpoints, the driver's messages, MLflow's CPU on the same cores) and none of the start (a slot's first
+trial waits for its worker, or on Ray its actor's imports; the plain loop's first trial imports torch._dynamo)
+or the end. The plain loop's figures are the same with one trial at a time.
 First trial = seconds from the command's start until the first trial began training in an actor.
 "Joined" runs `regsweep run` with RAY_ADDRESS naming a Ray started beforehand (as `ray start --head`), so
 Ray's start and stop are not in the figure, but every sweep still starts its own worker processes.
@@ -28,7 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import yaml
 
@@ -38,6 +43,9 @@ EPOCHS = 3
 LONG_EPOCHS = 40  # about 0.8 s per trial: where the start-up cost stops dominating
 SLOTS = 2  # trials regsweep runs at once
 FIXED = {"dataset": "digits", "epochs": EPOCHS, "hidden": [64, 32], "batch_size": 64}
+# The runs of regsweep in a row (their keys' prefix) and how the summary names them.
+VARIANTS = (("regsweep", "on Ray"), ("regsweep_no_mlflow", "on Ray --no-mlflow"), ("regsweep_joined", "Ray joined"),
+            ("local", "local"), ("local_no_mlflow", "local --no-mlflow"))
 SPACE = {"dropout": {"uniform": [0.0, 0.5]}, "lr": {"loguniform": [1.0e-4, 1.0e-2]}}
 
 
@@ -48,37 +56,54 @@ import optuna
 import trainables
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 FIXED = json.loads(sys.argv[2])
-inside = 0.0
+inside, starts, insides = 0.0, [], []
 
 def objective(trial):
     global inside
+    starts.append(time.perf_counter())
     config = {**FIXED, "dropout": trial.suggest_float("dropout", 0.0, 0.5),
               "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True)}
     rows = list(trainables.mlp(config))
-    inside += sum(r.get("epoch_seconds", 0.0) for r in rows)
+    insides.append(sum(r.get("epoch_seconds", 0.0) for r in rows))
+    inside += insides[-1]
     return rows[-1]["val_acc"]
 
 study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
 study.optimize(objective, n_trials=int(sys.argv[1]))
-print(json.dumps({"wall": time.perf_counter() - start, "inside": inside}))
+end = time.perf_counter()
+later = slice(1, None)  # the first trial also imports torch and torch._dynamo (its optimiser)
+print(json.dumps({"wall": end - start, "inside": inside, "first": starts[0] - start,
+                  "later": [end - starts[later][0], sum(insides[later]), len(insides[later])] if len(starts) > 1
+                  else None}))
 """
 
 
-def plain_optuna(n: int, epochs: int) -> tuple[float, float]:
+class Run(NamedTuple):
+    """One timed run: its wall seconds, the seconds spent inside epochs, when the first trial began (seconds from
+    the command's start), and for the trials after each slot's first one (`later`): the seconds from the first of
+    them to the last result, their seconds inside epochs and their number (None with too few trials)."""
+
+    wall: float
+    inside: float
+    first_trial: float
+    later: tuple[float, float, int] | None
+
+
+def plain_optuna(n: int, epochs: int) -> Run:
     """The script a user writes: optuna.create_study + study.optimize over the same trainable, run as
     its own process like `regsweep run` (imports included on both sides)."""
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", PLAIN, str(n), json.dumps({**FIXED, "epochs": epochs})], check=True,
                           capture_output=True, text=True)
     wall = time.perf_counter() - start
-    return wall, json.loads(done.stdout.strip().splitlines()[-1])["inside"]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    return Run(wall, figures["inside"], figures["first"], tuple(figures["later"]) if figures["later"] else None)
 
 
 def regsweep_run(n: int, epochs: int, folder: Path, mlflow: bool, ray_address: str | None = None,
-                 executor: str = "ray") -> tuple[float, float, float]:
+                 executor: str = "ray") -> Run:
     """`regsweep run` as a user types it, in a fresh process (Ray start included, unless `ray_address`
-    names a Ray that is already running). Returns the wall time, the seconds spent inside epochs and when
-    the first trial began (from the command's start)."""
+    names a Ray that is already running). The span ends at the last epoch's report."""
     name = f"overhead{n}x{epochs}"
     spec = folder / f"{name}.yaml"
     spec.write_text(yaml.safe_dump({
@@ -98,7 +123,13 @@ def regsweep_run(n: int, epochs: int, folder: Path, mlflow: bool, ray_address: s
     import pandas as pd
 
     frame = pd.read_parquet(folder / "results" / name / "results.parquet")
-    return wall, float(frame["epoch_seconds"].sum()), float(frame["attempt_started_at"].min() - started_at)
+    trials = frame.groupby("trial_id").agg(start=("attempt_started_at", "min"), inside=("epoch_seconds", "sum"))
+    trials = trials.sort_values("start")
+    # Each slot's first trial waits for its worker or actor to start (on Ray, to import torch): left out of `later`.
+    later = trials.iloc[SLOTS:]
+    window = (float(frame["reported_at"].max() - later["start"].iloc[0]), float(later["inside"].sum()),
+              len(later)) if len(later) else None
+    return Run(wall, float(frame["epoch_seconds"].sum()), float(trials["start"].iloc[0] - started_at), window)
 
 
 RAY_HOLDER = """
@@ -127,29 +158,29 @@ def running_ray() -> Iterator[str]:
 def measure(n: int, epochs: int, folder: Path, bare: bool) -> dict:
     """One side-by-side row: the plain loop, regsweep on Ray and with the local executor, each with MLflow;
     and (if `bare`) both without MLflow and the Ray one joined to a Ray that is already running."""
-    plain_wall, plain_inside = plain_optuna(n, epochs)
-    ours_wall, ours_inside, first_trial = regsweep_run(n, epochs, folder, mlflow=True)
-    local_wall, local_inside, local_first = regsweep_run(n, epochs, folder, mlflow=True, executor="local")
-    bare_wall = regsweep_run(n, epochs, folder, mlflow=False)[0] if bare else None
-    local_bare_wall = regsweep_run(n, epochs, folder, mlflow=False, executor="local")[0] if bare else None
-    joined_wall = None
+    plain = plain_optuna(n, epochs)
+    runs = {"regsweep": regsweep_run(n, epochs, folder, mlflow=True),
+            "local": regsweep_run(n, epochs, folder, mlflow=True, executor="local")}
     if bare:
+        runs["regsweep_no_mlflow"] = regsweep_run(n, epochs, folder, mlflow=False)
+        runs["local_no_mlflow"] = regsweep_run(n, epochs, folder, mlflow=False, executor="local")
         with running_ray() as address:
-            joined_wall = regsweep_run(n, epochs, folder, mlflow=True, ray_address=address)[0]
-    return {
-        "n": n, "epochs": epochs, "plain_s": plain_wall, "regsweep_s": ours_wall, "regsweep_no_mlflow_s": bare_wall,
-        "regsweep_joined_s": joined_wall, "joined_ratio": joined_wall / plain_wall if joined_wall else None,
-        "ratio": ours_wall / plain_wall, "first_trial_s": first_trial,
-        "local_s": local_wall, "local_ratio": local_wall / plain_wall, "local_first_trial_s": local_first,
-        "local_no_mlflow_s": local_bare_wall,
-        "local_no_mlflow_ratio": local_bare_wall / plain_wall if local_bare_wall else None,
-        "plain_inside_s": plain_inside, "regsweep_inside_s": ours_inside, "local_inside_s": local_inside,
-        "plain_bookkeeping_ms_per_trial": (plain_wall - plain_inside) / n * 1e3,
-        "regsweep_bookkeeping_ms_per_trial": bookkeeping_ms(ours_wall, ours_inside, n),
-        "regsweep_bookkeeping_ms_per_result": bookkeeping_ms(ours_wall, ours_inside, n * epochs),
-        "local_bookkeeping_ms_per_trial": bookkeeping_ms(local_wall, local_inside, n),
-        "local_bookkeeping_ms_per_result": bookkeeping_ms(local_wall, local_inside, n * epochs),
-    }
+            runs["regsweep_joined"] = regsweep_run(n, epochs, folder, mlflow=True, ray_address=address)
+    row = {"n": n, "epochs": epochs, "plain_s": plain.wall, "plain_inside_s": plain.inside,
+           "plain_bookkeeping_ms_per_trial": (plain.wall - plain.inside) / n * 1e3,
+           "plain_steady_ms_per_trial": steady_ms(plain.later, slots=1)}
+    for prefix, run in runs.items():
+        row.update({f"{prefix}_s": run.wall, f"{prefix}_inside_s": run.inside,
+                    f"{prefix}_first_trial_s": run.first_trial,
+                    f"{prefix}_bookkeeping_ms_per_trial": bookkeeping_ms(run.wall, run.inside, n),
+                    f"{prefix}_bookkeeping_ms_per_result": bookkeeping_ms(run.wall, run.inside, n * epochs),
+                    f"{prefix}_steady_ms_per_trial": steady_ms(run.later)})
+    # The names earlier rows of BENCHMARKS.md were printed with.
+    row.update({"ratio": row["regsweep_s"] / plain.wall, "first_trial_s": row["regsweep_first_trial_s"],
+                "local_ratio": row["local_s"] / plain.wall})
+    for prefix, ratio in (("regsweep_joined", "joined_ratio"), ("local_no_mlflow", "local_no_mlflow_ratio")):
+        row[ratio] = row[f"{prefix}_s"] / plain.wall if prefix in runs else None
+    return row
 
 
 def bookkeeping_ms(wall: float, inside: float, count: int) -> float:
@@ -157,9 +188,17 @@ def bookkeeping_ms(wall: float, inside: float, count: int) -> float:
     return (wall * SLOTS - inside) / count * 1e3
 
 
+def steady_ms(later: tuple[float, float, int] | None, slots: int = SLOTS) -> float | None:
+    """Slot-milliseconds outside epochs per trial while trials run: over a Run's `later` trials."""
+    if later is None:
+        return None
+    seconds, inside, trials = later
+    return (seconds * slots - inside) / trials * 1e3
+
+
 def marginal(small: dict, large: dict, prefix: str = "regsweep") -> tuple[float, float]:
-    """Bookkeeping of one more trial (ms), regsweep (`prefix` regsweep: on Ray; local) and plain: the slope
-    between two sizes."""
+    """Bookkeeping of one more trial (ms), regsweep (`prefix`, one of VARIANTS') and plain: the slope between two
+    sizes."""
     extra = large["n"] - small["n"]
     ours = ((large[f"{prefix}_s"] - small[f"{prefix}_s"]) * SLOTS
             - (large[f"{prefix}_inside_s"] - small[f"{prefix}_inside_s"])) / extra * 1e3
@@ -184,22 +223,29 @@ def main() -> None:
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     print(pace_line("after"), flush=True)
     for row in report:
-        bare = f"; without MLflow {row['regsweep_no_mlflow_s']:.1f}s" if row["regsweep_no_mlflow_s"] else ""
-        if row["regsweep_joined_s"]:
+        bare = f"; without MLflow {row['regsweep_no_mlflow_s']:.1f}s" if row.get("regsweep_no_mlflow_s") else ""
+        if row.get("regsweep_joined_s"):
             bare += (f"; joined to a running Ray {row['regsweep_joined_s']:.1f}s = {row['joined_ratio']:.2f}x")
         print(f"N={row['n']} x {row['epochs']} epochs, on Ray: regsweep {row['regsweep_s']:.1f}s vs plain Optuna loop "
               f"{row['plain_s']:.1f}s = {row['ratio']:.2f}x (target <= 0.8x at N=64); first trial began at "
               f"{row['first_trial_s']:.1f}s; bookkeeping {row['regsweep_bookkeeping_ms_per_trial']:.0f} ms/trial "
               f"amortised (target < 50), {row['regsweep_bookkeeping_ms_per_result']:.0f} ms/result{bare}")
         bare = (f"; without MLflow {row['local_no_mlflow_s']:.1f}s = {row['local_no_mlflow_ratio']:.2f}x"
-                if row["local_no_mlflow_s"] else "")
+                if row.get("local_no_mlflow_s") else "")
         print(f"N={row['n']} x {row['epochs']} epochs, --executor local: regsweep {row['local_s']:.1f}s = "
               f"{row['local_ratio']:.2f}x; first trial began at {row['local_first_trial_s']:.1f}s; bookkeeping "
               f"{row['local_bookkeeping_ms_per_trial']:.0f} ms/trial amortised, "
               f"{row['local_bookkeeping_ms_per_result']:.0f} ms/result{bare}")
+        steady = ", ".join(f"{label} {row[f'{prefix}_steady_ms_per_trial']:.0f} ms" for prefix, label in VARIANTS
+                           if row.get(f"{prefix}_steady_ms_per_trial") is not None)
+        if steady:
+            print(f"N={row['n']} x {row['epochs']} epochs, bookkeeping per trial while trials run (each slot's first "
+                  f"trial left out; target < 50): {steady}; the plain loop {row['plain_steady_ms_per_trial']:.0f} ms")
     short = [row for row in report if row["epochs"] == EPOCHS]
     if len(short) == 2:
-        for prefix, label in (("regsweep", "on Ray"), ("local", "--executor local")):
+        for prefix, label in VARIANTS:
+            if prefix == "regsweep_joined":
+                continue
             ours, plain = marginal(*short, prefix=prefix)
             print(f"marginal bookkeeping per extra trial (N=16 -> 64), {label}: regsweep {ours:.0f} ms (target < 50), "
                   f"plain loop {plain:.0f} ms")
