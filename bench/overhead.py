@@ -5,7 +5,8 @@ fixed epochs, no early stopping). regsweep runs two trials at once (one per core
 each); the plain loop runs one at a time with torch's default threads, as a user's script would.
 
     python bench/overhead.py            # N = 16 and 64 with 3-epoch trials (~65 ms), and N = 64 with 40 epochs
-    python bench/overhead.py --quick    # N = 16
+    python bench/overhead.py --rounds 5 # and the local executor's 3-epoch ratios as medians of 5 rounds (default 3)
+    python bench/overhead.py --quick    # N = 16, one round
 
 Bookkeeping per trial = (wall time x trials running at once - time spent inside epochs) / N,
 i.e. everything that is not training: imports, validation, Ray and actor start, scheduling,
@@ -28,6 +29,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -155,9 +157,21 @@ def running_ray() -> Iterator[str]:
         holder.wait(timeout=60)
 
 
-def measure(n: int, epochs: int, folder: Path, bare: bool) -> dict:
+def local_rounds(n: int, epochs: int, folder: Path, rounds: int) -> dict[str, list[float]]:
+    """`rounds` more interleaved rounds of the plain loop and the local executor with and without MLflow (one run
+    swings by a third on this machine); the ratios of each round."""
+    ratios: dict[str, list[float]] = {"local": [], "local_no_mlflow": []}
+    for _ in range(rounds):
+        plain = plain_optuna(n, epochs).wall
+        ratios["local"].append(regsweep_run(n, epochs, folder, mlflow=True, executor="local").wall / plain)
+        ratios["local_no_mlflow"].append(regsweep_run(n, epochs, folder, mlflow=False, executor="local").wall / plain)
+    return ratios
+
+
+def measure(n: int, epochs: int, folder: Path, bare: bool, rounds: int = 1) -> dict:
     """One side-by-side row: the plain loop, regsweep on Ray and with the local executor, each with MLflow;
-    and (if `bare`) both without MLflow and the Ray one joined to a Ray that is already running."""
+    and (if `bare`) both without MLflow and the Ray one joined to a Ray that is already running, then `rounds` - 1
+    more rounds of the local executor's runs and the plain loop."""
     plain = plain_optuna(n, epochs)
     runs = {"regsweep": regsweep_run(n, epochs, folder, mlflow=True),
             "local": regsweep_run(n, epochs, folder, mlflow=True, executor="local")}
@@ -180,7 +194,21 @@ def measure(n: int, epochs: int, folder: Path, bare: bool) -> dict:
                 "local_ratio": row["local_s"] / plain.wall})
     for prefix, ratio in (("regsweep_joined", "joined_ratio"), ("local_no_mlflow", "local_no_mlflow_ratio")):
         row[ratio] = row[f"{prefix}_s"] / plain.wall if prefix in runs else None
+    if bare and rounds > 1:
+        more = local_rounds(n, epochs, folder, rounds - 1)
+        for prefix in more:
+            every = [row[f"{prefix}_ratio"], *more[prefix]]
+            row[f"{prefix}_ratio_rounds"] = every
+            row[f"{prefix}_ratio_median"] = statistics.median(every)
     return row
+
+
+def rounds_text(row: dict, prefix: str) -> str:
+    """' (median of R rounds ...)' when the row has rounds of `prefix`'s ratio."""
+    every = row.get(f"{prefix}_ratio_rounds")
+    if not every:
+        return ""
+    return f" (median of {len(every)} rounds {row[f'{prefix}_ratio_median']:.2f}x, {min(every):.2f}-{max(every):.2f}x)"
 
 
 def bookkeeping_ms(wall: float, inside: float, count: int) -> float:
@@ -209,7 +237,12 @@ def marginal(small: dict, large: dict, prefix: str = "regsweep") -> tuple[float,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the local executor's runs and the plain loop at 3 epochs (1 with --quick)")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: give 1 or more")
+    rounds = 1 if args.quick else args.rounds
     cases = [(16, EPOCHS, True)] if args.quick else [(16, EPOCHS, True), (64, EPOCHS, True), (64, LONG_EPOCHS, False)]
     print(pace_line("before"), flush=True)
     report = []
@@ -218,7 +251,7 @@ def main() -> None:
     plain_optuna(1, 1)
     with tempfile.TemporaryDirectory() as tmp:
         for n, epochs, bare in cases:
-            row = measure(n, epochs, Path(tmp), bare)
+            row = measure(n, epochs, Path(tmp), bare, rounds)
             report.append(row)
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     print(pace_line("after"), flush=True)
@@ -231,11 +264,11 @@ def main() -> None:
               f"{row['first_trial_s']:.1f}s; bookkeeping {row['regsweep_bookkeeping_ms_per_trial']:.0f} ms/trial "
               f"amortised (target < 50), {row['regsweep_bookkeeping_ms_per_result']:.0f} ms/result{bare}")
         bare = (f"; without MLflow {row['local_no_mlflow_s']:.1f}s = {row['local_no_mlflow_ratio']:.2f}x"
-                if row.get("local_no_mlflow_s") else "")
+                f"{rounds_text(row, 'local_no_mlflow')}" if row.get("local_no_mlflow_s") else "")
         print(f"N={row['n']} x {row['epochs']} epochs, --executor local: regsweep {row['local_s']:.1f}s = "
-              f"{row['local_ratio']:.2f}x; first trial began at {row['local_first_trial_s']:.1f}s; bookkeeping "
-              f"{row['local_bookkeeping_ms_per_trial']:.0f} ms/trial amortised, "
-              f"{row['local_bookkeeping_ms_per_result']:.0f} ms/result{bare}")
+              f"{row['local_ratio']:.2f}x{rounds_text(row, 'local')}; first trial began at "
+              f"{row['local_first_trial_s']:.1f}s; bookkeeping {row['local_bookkeeping_ms_per_trial']:.0f} ms/trial "
+              f"amortised, {row['local_bookkeeping_ms_per_result']:.0f} ms/result{bare}")
         steady = ", ".join(f"{label} {row[f'{prefix}_steady_ms_per_trial']:.0f} ms" for prefix, label in VARIANTS
                            if row.get(f"{prefix}_steady_ms_per_trial") is not None)
         if steady:
