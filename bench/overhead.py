@@ -105,7 +105,7 @@ def plain_optuna(n: int, epochs: int) -> Run:
 def regsweep_run(n: int, epochs: int, folder: Path, mlflow: bool, ray_address: str | None = None,
                  executor: str = "ray") -> Run:
     """`regsweep run` as a user types it, in a fresh process (Ray start included, unless `ray_address`
-    names a Ray that is already running). The span ends at the last epoch's report."""
+    names a Ray that is already running). Its `later` window ends at the last epoch's report."""
     name = f"overhead{n}x{epochs}"
     spec = folder / f"{name}.yaml"
     spec.write_text(yaml.safe_dump({
