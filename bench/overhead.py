@@ -181,7 +181,7 @@ def measure(n: int, epochs: int, folder: Path, bare: bool, rounds: int = 1) -> d
         with running_ray() as address:
             runs["regsweep_joined"] = regsweep_run(n, epochs, folder, mlflow=True, ray_address=address)
     row = {"n": n, "epochs": epochs, "plain_s": plain.wall, "plain_inside_s": plain.inside,
-           "plain_bookkeeping_ms_per_trial": (plain.wall - plain.inside) / n * 1e3,
+           "plain_bookkeeping_ms_per_trial": bookkeeping_ms(plain.wall, plain.inside, n, slots=1),
            "plain_steady_ms_per_trial": steady_ms(plain.later, slots=1)}
     for prefix, run in runs.items():
         row.update({f"{prefix}_s": run.wall, f"{prefix}_inside_s": run.inside,
@@ -211,17 +211,15 @@ def rounds_text(row: dict, prefix: str) -> str:
     return f" (median of {len(every)} rounds {row[f'{prefix}_ratio_median']:.2f}x, {min(every):.2f}-{max(every):.2f}x)"
 
 
-def bookkeeping_ms(wall: float, inside: float, count: int) -> float:
-    """regsweep's slot-seconds outside epochs, fixed start included, per trial or per result (`count`)."""
-    return (wall * SLOTS - inside) / count * 1e3
+def bookkeeping_ms(wall: float, inside: float, count: int, slots: int = SLOTS) -> float:
+    """Slot-milliseconds outside epochs over `wall` seconds (a whole run: fixed start included), per trial or per
+    result (`count`); `slots` trials run at once (regsweep's two, the plain loop's one)."""
+    return (wall * slots - inside) / count * 1e3
 
 
 def steady_ms(later: tuple[float, float, int] | None, slots: int = SLOTS) -> float | None:
-    """Slot-milliseconds outside epochs per trial while trials run: over a Run's `later` trials."""
-    if later is None:
-        return None
-    seconds, inside, trials = later
-    return (seconds * slots - inside) / trials * 1e3
+    """bookkeeping_ms per trial while trials run: over a Run's `later` trials (None without them)."""
+    return None if later is None else bookkeeping_ms(*later, slots=slots)
 
 
 def marginal(small: dict, large: dict, prefix: str = "regsweep") -> tuple[float, float]:

@@ -37,15 +37,17 @@ class TrialLog:
         return f"{self.stage}/{self.trial_id}"
 
 
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _numeric(row: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in row.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _SKIP_METRICS
-            and not k.startswith("config/") and math.isfinite(float(v))}
+            if _finite_number(v) and k not in _SKIP_METRICS and not k.startswith("config/")}
 
 
 def _millis(seconds: Any) -> int | None:
-    finite = isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds)
-    return int(seconds * 1000) if finite else None
+    return int(seconds * 1000) if _finite_number(seconds) else None
 
 
 def update_trials(trials: dict[str, TrialLog], records: Iterable[dict[str, Any]]) -> set[str]:
