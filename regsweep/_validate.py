@@ -63,6 +63,10 @@ class Sweep:
         """ASHA stops trials in the search stage only; the confirm stage runs every seed to the end."""
         return self.spec.scheduler.type == "asha" and stage == "search"
 
+    def checked_points(self) -> list[dict[str, Any]]:
+        """The points every config check covers: the whole grid for grid search, else the space's corners."""
+        return grid_points(self.space) if self.spec.search.algorithm == "grid" else corner_points(self.space)
+
 
 def load_user_trainable(ref: str) -> Callable[[dict[str, Any]], Any]:
     """Import 'package.module:function', from the working directory too; raises ValueError with what went wrong."""
@@ -147,7 +151,7 @@ def _check_space(spec: SweepSpec, space: Space, source: str) -> list[Problem]:
 def _sweep_configs(sweep: Sweep) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """(point, config) of every distinct config the sweep can produce, at most 2,000 of them."""
     checked: set[str] = set()
-    for point in _points(sweep) or [{}]:
+    for point in sweep.checked_points() or [{}]:
         for seed in range(sweep.spec.seeds):
             config = {**sweep.fixed, **point, "seed": seed}
             signature = repr(sorted(config.items(), key=lambda kv: kv[0]))
@@ -214,16 +218,12 @@ def _check_device(sweep: Sweep, source: str) -> list[Problem]:
         return []
     if sweep.fixed.get("device") == "cuda":
         key = "fixed.device"
-    elif "device" in sweep.space and any(p.get("device") == "cuda" for p in _points(sweep)):
+    elif "device" in sweep.space and any(p.get("device") == "cuda" for p in sweep.checked_points()):
         key = "search_space.device"
     else:
         return []
     return [Problem(key, "cuda", "trials get a GPU only when they ask Ray for one: set resources.gpu (1, or 0.25 "
                     "to share a GPU between four trials), or use device: auto (the GPU when given one)", source)]
-
-
-def _points(sweep: Sweep) -> list[dict[str, Any]]:
-    return grid_points(sweep.space) if sweep.spec.search.algorithm == "grid" else corner_points(sweep.space)
 
 
 def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke: bool = False,
@@ -293,33 +293,3 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke:
     if problems:
         raise SpecError(problems)
     return sweep
-
-
-def preflight_data(sweep: Sweep) -> None:
-    """Load the sweep's data once on the driver before Ray starts: a missing download, a bad checksum or
-    a Parquet file without the named columns is one clear DatasetError here, not an error per trial.
-    (On one machine this also fills the download cache the trials then read.)"""
-    if sweep.builtin:
-        trainables.get_trainable(sweep.spec.trainable).check_data(preflight_config(sweep))
-
-
-def check_storage(sweep: Sweep, storage: str) -> None:
-    """A storage URI that pyarrow cannot open (a mistyped scheme, a bucket that cannot be reached) is one clear
-    SpecError before the sweep's folder is made, not a traceback from Ray Tune's start. Local folders are made
-    as needed."""
-    if "://" not in storage:
-        return
-    from regsweep._results import filesystem_for
-
-    try:
-        filesystem_for(storage)
-    except Exception as exc:  # pyarrow's own errors differ by scheme: ArrowInvalid, OSError, ...
-        raise SpecError([Problem("resources.storage", storage, f"pyarrow.fs cannot open it ({exc}); name a local "
-                                 "folder or a URI pyarrow.fs knows (s3://, gs://, hdfs://, file://)",
-                                 str(sweep.spec_path))]) from None
-
-
-def preflight_config(sweep: Sweep) -> dict[str, Any]:
-    """The config of the data check: the sweep's first point, seed 0."""
-    points = _points(sweep)
-    return {**sweep.fixed, **(points[0] if points else {}), "seed": 0}

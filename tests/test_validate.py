@@ -229,7 +229,8 @@ def test_offline_dataset_fails_once_before_ray_starts(tmp_path, write_spec, exec
 DATA_CHECK = """
 import sys
 import torch
-from regsweep._validate import load_sweep, preflight_data
+from regsweep._preflight import preflight_data
+from regsweep._validate import load_sweep
 for path in sys.argv[1:]:
     try:
         preflight_data(load_sweep(path))
