@@ -1,12 +1,14 @@
 """The training loop: determinism, penalties, divergence, early stopping, checkpoints, schedules."""
 
 import math
+import warnings
 
 import pytest
 import torch
 
 import trainables
 from trainables import CNNConfig, MLPConfig, Trial
+from trainables.loop._trial import cpu_runs_bf16
 
 # The CPU loop, bit for bit; tests/test_gpu.py covers a GPU (where float sums need `deterministic`).
 FAST = {"dataset": "digits", "epochs": 3, "batch_size": 128, "device": "cpu"}
@@ -126,6 +128,22 @@ def test_default_cnn_reaches_95_percent_on_digits():
     assert max(r["val_acc"] for r in rows) >= 0.95
 
 
+def bf16_warnings(config):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Trial(CNNConfig(**config))
+    return [w for w in caught if "no bf16 units" in str(w.message)]
+
+
+def test_bf16_on_a_cpu_without_bf16_units_warns_and_fp32_does_not():
+    # This project's EPYC has none (its bf16 epochs ran 8x slower than fp32); a Xeon with AMX has them.
+    found = bf16_warnings({**FAST, "bf16": True})
+    assert len(found) == (0 if cpu_runs_bf16() else 1)
+    assert all(w.category is RuntimeWarning and "bf16: false" in str(w.message) for w in found)
+    assert bf16_warnings(FAST) == []
+
+
+@pytest.mark.filterwarnings("ignore:bf16. true, but this CPU:RuntimeWarning")
 @pytest.mark.parametrize("device", ["cpu", pytest.param(
     "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"))])
 def test_bf16_autocast_runs_the_model_in_bf16_and_still_learns(device):

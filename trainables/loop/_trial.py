@@ -6,6 +6,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -40,6 +41,12 @@ def _pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_runs_bf16() -> bool:
+    """Whether oneDNN has bf16 units on this CPU (AMX or AVX512-BF16); without them it emulates bf16."""
+    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)  # private; absent in some builds
+    return bool(supported()) if supported is not None else True
+
+
 def _use_deterministic_kernels() -> None:
     """cuDNN and cuBLAS pick kernels whose float sums vary run to run; ask for reproducible ones.
     This is process-wide (as in PyTorch itself): later trials in the same process keep it."""
@@ -60,6 +67,11 @@ class Trial:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.device = _pick_device(cfg.device)
+        if cfg.bf16 and self.device.type == "cpu" and not cpu_runs_bf16():
+            # Said, not refused: the same spec may run on a cluster whose CPUs have the units.
+            warnings.warn("bf16: true, but this CPU has no bf16 units (AMX or AVX512-BF16) and oneDNN emulates "
+                          "bf16: the 28x28 CNN trained 8x slower than in fp32 on such a CPU (BENCHMARKS.md); "
+                          "set bf16: false to train in fp32 here", RuntimeWarning, stacklevel=2)
         if cfg.deterministic:
             _use_deterministic_kernels()
         splits = self.load_splits()
@@ -160,7 +172,7 @@ class Trial:
 
     def _autocast(self):
         # On the CPU too: oneDNN runs bf16 convolutions and matmuls on AMX / AVX512-BF16 units (1.75x
-        # faster epochs for the 28x28 CNN on this project's Xeon); CPUs without them emulate bf16, slower.
+        # faster epochs for the 28x28 CNN on a Xeon); CPUs without them emulate bf16, 8x slower on an EPYC.
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
 
     def _train_one_epoch(self) -> dict[str, float]:
