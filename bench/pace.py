@@ -1,7 +1,7 @@
 """This machine's pace at the moment of a benchmark: seconds for 10^7 Python additions on one core.
 
 The shared two-core machines these benchmarks run on drift by up to 2x from hour to hour (1.0 s to 2.0 s for
-this loop), which moves every absolute figure. Printed before and after a run, it tells whether two runs'
+this loop), which moves every absolute figure. `python bench/pace.py` prints it now. Printed before and after a run, it tells whether two runs'
 seconds can be compared; the side-by-side ratios are what the targets are about.
 """
 
@@ -25,3 +25,7 @@ def python_pace() -> float:
 def pace_line(when: str) -> str:
     """`machine pace <when>: 10^7 Python additions in X s`, measured now."""
     return f"machine pace {when}: 10^7 Python additions in {python_pace():.2f}s"
+
+
+if __name__ == "__main__":
+    print(pace_line("now"))
