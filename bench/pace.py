@@ -1,8 +1,9 @@
 """This machine's pace at the moment of a benchmark: seconds for 10^7 Python additions on one core.
 
 The shared two-core machines these benchmarks run on drift by up to 2x from hour to hour (1.0 s to 2.0 s for
-this loop), which moves every absolute figure. `python bench/pace.py` prints it now. Printed before and after a run, it tells whether two runs'
-seconds can be compared; the side-by-side ratios are what the targets are about.
+this loop), which moves every absolute figure. Printed before and after a run, it tells whether two runs'
+seconds can be compared; the side-by-side ratios are what the targets are about. `python bench/pace.py` prints
+it now.
 """
 
 from __future__ import annotations
