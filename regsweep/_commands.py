@@ -110,18 +110,21 @@ def print_leaderboard(frame: Any, metric: str, mode: str, name: str, top: int = 
 
 
 def start_local_workers_early(args: argparse.Namespace) -> None:
-    """When `regsweep run` will use the local executor (a first look at --executor, --set and the spec's
-    resources.executor; validation says later what is wrong, if anything), start its fork server now,
-    so the workers' imports (torch and the trainables) run in their own process while this one validates."""
+    """Start the workers' fork server now, so their imports (torch and the trainables) run in their own process
+    while this one validates, when `regsweep run` will need a worker: the local executor's trials, or under Ray
+    the checks of a built-in trainable's models and the best model's export. A first look at --executor,
+    --set and the spec; validation says later what is wrong, if anything."""
     try:
-        executor = _run_overrides(args).get("resources.executor")
-        if executor is None:
-            from regsweep._spec import read_yaml
+        overrides = _run_overrides(args)
+        from regsweep._spec import read_yaml
 
-            executor = read_yaml(Path(args.spec))["resources"]["executor"]
+        raw = read_yaml(Path(args.spec))
+        executor = overrides.get("resources.executor", (raw.get("resources") or {}).get("executor", "ray"))
+        trainable = overrides.get("trainable", raw.get("trainable"))
     except Exception:  # a bad flag, an unreadable or partial spec: reported by the real parse
         return
-    if executor == "local":
+    # A trainable of the user's (package.module:function) has no models to check and no best model to write.
+    if executor == "local" or (isinstance(trainable, str) and ":" not in trainable):
         from regsweep._local_worker import start_fork_server
 
         start_fork_server()
@@ -139,7 +142,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from regsweep._sweep import start_sweep, sweep_name
     from regsweep._validate import load_sweep
 
-    # A local executor's sweep has its models checked by its first worker, so that this process imports no torch.
+    # The models are checked in a worker (the local executor's first; under Ray a helper), so this process imports
+    # no torch.
     sweep = load_sweep(args.spec, _run_overrides(args), smoke=args.smoke, check_models=False)
     view = _attach_view(sweep.spec.metric, sweep.spec.mode, sweep.epochs)
     try:

@@ -1,5 +1,5 @@
 """Trial slots of the local executor: how many trials fit this machine at once, which GPUs each sees, and
-the pool of worker processes, one per slot."""
+the pool of worker processes, one per slot (under Ray, one helper: see regsweep._sweep.execute)."""
 
 from __future__ import annotations
 
@@ -75,8 +75,11 @@ class Slot:
 class WorkerPool:
     """The worker processes of one sweep, reused by its stages."""
 
-    def __init__(self, sweep: Sweep, storage: str):
-        self.slots = [Slot(devices) for devices in check_fits(sweep, storage)]
+    def __init__(self, sweep: Sweep, storage: str, devices: list[str] | None = None):
+        """One worker per trial slot of this machine (check_fits), or one per entry of `devices` (each its
+        CUDA_VISIBLE_DEVICES): `[""]` is the helper of a sweep under Ray, which runs no trial."""
+        slots = check_fits(sweep, storage) if devices is None else devices
+        self.slots = [Slot(visible) for visible in slots]
         self.sweep, self.storage = sweep, storage
         self._context = start_fork_server()  # a no-op when the CLI started it already
 
@@ -125,7 +128,7 @@ class WorkerPool:
             kind, body = slot.conn.recv()
         except (EOFError, OSError):
             slot.process.join(timeout=5)
-            raise RuntimeError(f"the local executor's worker ended (exit code {slot.process.exitcode}) before it could "
+            raise RuntimeError(f"regsweep's worker process ended (exit code {slot.process.exitcode}) before it could "
                                f"{what}; a script of yours that starts sweeps must guard its entry point with "
                                "`if __name__ == '__main__':`, as any multiprocessing program") from None
         if kind == "error":

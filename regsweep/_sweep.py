@@ -83,7 +83,7 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
     # Importing MLflow and opening its store: 1.5 s on two cores, beside everything below.
     client = (_in_background(lambda: open_client(sweep, state), "regsweep-open-mlflow")
               if state.get("mlflow", True) else None)
-    pool = None
+    pool = helper = None  # the local executor's workers; under Ray, a worker that checks models and exports
     try:
         if sweep.spec.resources.executor == "local":
             from regsweep._local import import_stage_modules
@@ -96,13 +96,24 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
             # In a worker, which keeps the data for its trials; the driver never loads it.
             pool.preflight(preflight_config(sweep) if check_data and sweep.builtin else None)
         else:
+            if sweep.unchecked_models:
+                from regsweep._local_slots import WorkerPool
+
+                # Checked in a worker forked from the server the CLI started, whose import of torch ran beside
+                # this process's validation: this process imports no torch, and the worker writes the best model.
+                helper = WorkerPool(sweep, paths.storage, devices=[""])
+
             def prepare() -> None:
                 check_storage(sweep, paths.storage)
-                if check_data:
+                if helper is not None:
+                    helper.preflight(preflight_config(sweep) if check_data and sweep.builtin else None)
+                elif check_data:
                     preflight_data(sweep)
 
             _beside_ray_start(sweep, prepare)
     except BaseException:
+        if helper is not None:
+            helper.close()
         if new_store:  # MLflow's migrations, stopped midway by this process's exit, would leave its database broken
             with contextlib.suppress(Exception):
                 client()
@@ -130,10 +141,12 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
             raise
         # The best model is written by an idle worker: this process imported no torch (load_sweep's model checks
         # ran in a worker too), and importing it here, 1.2 s, would come after the last trial.
-        finish_tracking(follower, sweep, paths, state, frame, export=pool.export if pool is not None else None)
+        worker = pool if pool is not None else helper
+        finish_tracking(follower, sweep, paths, state, frame, export=worker.export if worker is not None else None)
     finally:
-        if pool is not None:
-            pool.close()
+        for workers in (pool, helper):
+            if workers is not None:
+                workers.close()
     write_state(paths, state)
     return frame
 
@@ -182,7 +195,7 @@ def start_sweep(sweep: Sweep, results_root: str = DEFAULT_RESULTS, storage: str 
 def resume_sweep(name: str, results_root: str = DEFAULT_RESULTS,
                  on_stage: Callable[[str, int | None], None] | None = None) -> tuple[Sweep, pd.DataFrame]:
     """Continue an interrupted sweep through Tuner.restore; finished trials are not rerun."""
-    sweep, paths, state = open_sweep(name, results_root, check_models=False)  # on the local executor, in a worker
+    sweep, paths, state = open_sweep(name, results_root, check_models=False)  # in a worker, see execute
     status = sweep_status(state)
     if status == "running":
         raise SweepStateError(f"sweep {name} is still running (pid {state['pid']})")

@@ -230,8 +230,9 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke:
                check_models: bool = True) -> Sweep:
     """Read, validate and resolve a sweep file. Raises SpecError listing every problem found.
 
-    `check_models=False` leaves building each config's model (which imports torch, about 1.2 s) to the local
-    executor's first worker, before any trial starts, when the sweep runs there; other sweeps check here."""
+    `check_models=False` leaves building each config's model (which imports torch, 2-3 s) to a worker process
+    the sweep starts before any trial (sweep.unchecked_models): the local executor's first worker, or under Ray
+    a helper beside Ray's start (regsweep._sweep.execute)."""
     spec_path = Path(path)
     source = str(spec_path)
     raw = read_yaml(spec_path)
@@ -288,8 +289,7 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, smoke:
                                 "SuccessiveHalvingPruner) needs a whole number, 2 or more; or use "
                                 "resources.executor: ray", source))
     if not problems and sweep.builtin:
-        in_worker = not check_models and spec.resources.executor == "local"
-        problems += _check_configs(sweep, models=not in_worker) + _check_device(sweep, source)
+        problems += _check_configs(sweep, models=check_models) + _check_device(sweep, source)
     if problems:
         raise SpecError(problems)
     return sweep

@@ -363,6 +363,13 @@ def test_smoke_make_target_runs_offline(tmp_path):
     # 53,194 parameters is this CNN on 8x8 digits; on 28x28 Fashion-MNIST its head alone is larger.
     assert set(frame["params"]) == {53194}
     assert frame["epoch"].max() == 3 and frame["trial_id"].nunique() == 18
+    # Written under Ray by the sweep's helper worker (its driver imports no torch).
+    import torch
+
+    saved = torch.load(tmp_path / "dropout-smoke" / "best_model.pt", weights_only=False)
+    ends = frame.sort_values("epoch").groupby("trial_id").tail(1)
+    assert saved["trainable"] == "cnn" and saved["val_acc"] in set(ends["val_acc"])
+    assert saved["val_acc"] >= ends["val_acc"].median() and saved["config"]["dataset"] == "digits"
 
 
 def test_a_storage_uri_pyarrow_cannot_open_is_one_error_before_the_sweep_folder_is_touched(ray_local, tmp_path,

@@ -119,18 +119,22 @@ def test_impossible_model_config(write_spec):
 
 @pytest.mark.parametrize("executor", ["ray", "local"])
 def test_an_impossible_model_stops_run_before_anything_is_written(tmp_path, write_spec, executor):
-    """The local executor's `regsweep run` builds the models in its first worker (its driver imports no torch);
-    the error and what is left behind are the same as where the driver builds them."""
+    """`regsweep run` builds the models in a worker (the local executor's first; under Ray a helper beside Ray's
+    start), so its driver imports no torch; the error and what is left behind are the same as where the driver
+    builds them."""
     path = write_spec({**BASE, "search_space": {"layers": {"grid": [2, 4]}}})
     wanted = (f"{path}: search_space.layers: given 4; pooling after block 4 of 4 would shrink the 8x8 input below "
               "1x1; use fewer layers, a larger pool_every, or pooling: false")
     with pytest.raises(SpecError) as caught:  # the API's load_sweep checks the models itself by default
         load_sweep(path, {"resources.executor": executor})
     assert [str(p) for p in caught.value.problems] == [wanted]
-    done = subprocess.run([sys.executable, "-m", "regsweep", "run", str(path), "--results", "results",
-                           "--executor", executor], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    done = subprocess.run([sys.executable, "-c", "import sys; from regsweep.cli import main; rc = main(sys.argv[1:]); "
+                           "print('torch imported:', 'torch' in sys.modules); sys.exit(rc)",
+                           "run", str(path), "--results", "results", "--executor", executor],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.endswith(f"regsweep: {wanted}\n") and done.stderr.count("regsweep:") == 1
+    assert "torch imported: False" in done.stdout
     assert not (tmp_path / "results").exists()
     if (tmp_path / "mlruns" / "mlflow.db").exists():
         # MLflow made its new database while the checks ran: made whole (a half-made one fails to open), and
