@@ -109,7 +109,7 @@ def print_leaderboard(frame: Any, metric: str, mode: str, name: str, top: int = 
         sys.stdout.write(renderer(board))
 
 
-def start_local_workers_early(args: argparse.Namespace) -> None:
+def start_workers_early(args: argparse.Namespace) -> None:
     """Start the workers' fork server now, so their imports (torch and the trainables) run in their own process
     while this one validates, when `regsweep run` will need a worker: the local executor's trials, or under Ray
     the checks of a built-in trainable's models and the best model's export. A first look at --executor,

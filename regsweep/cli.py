@@ -9,7 +9,7 @@ import math
 import sys
 from typing import Any
 
-from regsweep._commands import cmd_run, start_local_workers_early
+from regsweep._commands import cmd_run, start_workers_early
 from regsweep._commands import register as register_engine_commands
 from regsweep._overrides import UsageError, parse_overrides
 
@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "func", None) is cmd_run:
-        # Before torch is imported here: the local executor's workers import it in their own process meanwhile.
-        start_local_workers_early(args)
+        # Before anything heavy is imported here: the workers (the local executor's, or Ray's helper) import torch
+        # in their own process meanwhile.
+        start_workers_early(args)
     import trainables
     from regsweep._spec import SpecError
     from regsweep._state import SweepStateError
