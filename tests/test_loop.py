@@ -8,7 +8,7 @@ import torch
 
 import trainables
 from trainables import CNNConfig, MLPConfig, Trial
-from trainables.loop._trial import cpu_runs_bf16
+from trainables.loop._device import cpu_runs_bf16
 
 # The CPU loop, bit for bit; tests/test_gpu.py covers a GPU (where float sums need `deterministic`).
 FAST = {"dataset": "digits", "epochs": 3, "batch_size": 128, "device": "cpu"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ import torch.nn.functional as F
 
 from trainables._config import CNNConfig, TrainConfig
 from trainables.data import load_dataset, split_train_val
+from trainables.loop._device import cpu_runs_bf16, pick_device, use_deterministic_kernels
 from trainables.models import build_model, count_parameters
 
 _EVAL_BATCH = 2048
@@ -35,26 +35,6 @@ class Splits:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def _pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def cpu_runs_bf16() -> bool:
-    """Whether oneDNN has bf16 units on this CPU (AMX or AVX512-BF16); without them it emulates bf16."""
-    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)  # private; absent in some builds
-    return bool(supported()) if supported is not None else True
-
-
-def _use_deterministic_kernels() -> None:
-    """cuDNN and cuBLAS pick kernels whose float sums vary run to run; ask for reproducible ones.
-    This is process-wide (as in PyTorch itself): later trials in the same process keep it."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-
-
 class Trial:
     """Train one config. Call :meth:`epochs` for per-epoch metric dicts, then :meth:`summary`.
 
@@ -66,14 +46,14 @@ class Trial:
         self.cfg = cfg
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = _pick_device(cfg.device)
+        self.device = pick_device(cfg.device)
         if cfg.bf16 and self.device.type == "cpu" and not cpu_runs_bf16():
             # Said, not refused: the same spec may run on a cluster whose CPUs have the units.
             warnings.warn("bf16: true, but this CPU has no bf16 units (AMX or AVX512-BF16) and oneDNN emulates "
                           "bf16: the 28x28 CNN trained 8x slower than in fp32 on such a CPU (BENCHMARKS.md); "
                           "set bf16: false to train in fp32 here", RuntimeWarning, stacklevel=2)
         if cfg.deterministic:
-            _use_deterministic_kernels()
+            use_deterministic_kernels()
         splits = self.load_splits()
         # oneDNN convolutions run about 1.4x faster on channels-last images; on an H200 these small CNNs
         # ran 0.83-1.08x as fast that way (BENCHMARKS.md, GPU), so GPUs keep the default layout.
