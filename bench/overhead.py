@@ -225,11 +225,11 @@ def steady_ms(later: tuple[float, float, int] | None, slots: int = SLOTS) -> flo
 def marginal(small: dict, large: dict, prefix: str = "regsweep") -> tuple[float, float]:
     """Bookkeeping of one more trial (ms), regsweep (`prefix`, one of VARIANTS') and plain: the slope between two
     sizes."""
-    extra = large["n"] - small["n"]
-    ours = ((large[f"{prefix}_s"] - small[f"{prefix}_s"]) * SLOTS
-            - (large[f"{prefix}_inside_s"] - small[f"{prefix}_inside_s"])) / extra * 1e3
-    plain = ((large["plain_s"] - small["plain_s"]) - (large["plain_inside_s"] - small["plain_inside_s"])) / extra * 1e3
-    return ours, plain
+    def slope(key: str, slots: int) -> float:
+        wall, inside = (large[f"{key}{suffix}"] - small[f"{key}{suffix}"] for suffix in ("_s", "_inside_s"))
+        return bookkeeping_ms(wall, inside, large["n"] - small["n"], slots=slots)
+
+    return slope(prefix, SLOTS), slope("plain", 1)
 
 
 def main() -> None:

@@ -83,37 +83,40 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
     # Importing MLflow and opening its store: 1.5 s on two cores, beside everything below.
     client = (_in_background(lambda: open_client(sweep, state), "regsweep-open-mlflow")
               if state.get("mlflow", True) else None)
-    pool = helper = None  # the local executor's workers; under Ray, a worker that checks models and exports
+    local = sweep.spec.resources.executor == "local"
+    data_config = preflight_config(sweep) if check_data and sweep.builtin else None
+    # The local executor's workers, one per trial slot; under Ray, when load_sweep left the models unchecked, one
+    # worker forked from the server the CLI started (its torch import ran beside this process's validation), which
+    # checks them and writes the best model, so this process imports no torch.
+    workers = None
     try:
-        if sweep.spec.resources.executor == "local":
+        if local:
             from regsweep._local import import_stage_modules
             from regsweep._local_slots import WorkerPool
 
-            pool = WorkerPool(sweep, paths.storage)
+            workers = WorkerPool(sweep, paths.storage)
             # The fork server imports torch for 3-5 s, and this process has nothing else to do meanwhile.
             import_quantile()
             import_stage_modules()
             # In a worker, which keeps the data for its trials; the driver never loads it.
-            pool.preflight(preflight_config(sweep) if check_data and sweep.builtin else None)
+            workers.preflight(data_config)
         else:
             if sweep.unchecked_models:
                 from regsweep._local_slots import WorkerPool
 
-                # Checked in a worker forked from the server the CLI started, whose import of torch ran beside
-                # this process's validation: this process imports no torch, and the worker writes the best model.
-                helper = WorkerPool(sweep, paths.storage, devices=[""])
+                workers = WorkerPool(sweep, paths.storage, devices=[""])
 
             def prepare() -> None:
                 check_storage(sweep, paths.storage)
-                if helper is not None:
-                    helper.preflight(preflight_config(sweep) if check_data and sweep.builtin else None)
+                if workers is not None:
+                    workers.preflight(data_config)
                 elif check_data:
                     preflight_data(sweep)
 
             _beside_ray_start(sweep, prepare)
     except BaseException:
-        if helper is not None:
-            helper.close()
+        if workers is not None:
+            workers.close()
         if new_store:  # MLflow's migrations, stopped midway by this process's exit, would leave its database broken
             with contextlib.suppress(Exception):
                 client()
@@ -127,10 +130,10 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
         # Under Ray the store opened while Ray started, and the parent run is made before Tune starts: made
         # beside Tune's start, it delayed the first trial by 1.3 s (A/B, three runs each; the driver's threads
         # share one interpreter lock). The local executor's trials start without waiting for MLflow.
-        follower = start_tracking(sweep, paths, state, client, wait=pool is None)
+        follower = start_tracking(sweep, paths, state, client, wait=not local)
         write_state(paths, state)
         try:
-            frame = run_stages(sweep, paths, state, restore, on_stage, pool, saved)
+            frame = run_stages(sweep, paths, state, restore, on_stage, workers if local else None, saved)
         except BaseException:
             if follower is not None:
                 follower.stop(attempts=1)
@@ -141,12 +144,10 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
             raise
         # The best model is written by an idle worker: this process imported no torch (load_sweep's model checks
         # ran in a worker too), and importing it here, 1.2 s, would come after the last trial.
-        worker = pool if pool is not None else helper
-        finish_tracking(follower, sweep, paths, state, frame, export=worker.export if worker is not None else None)
+        finish_tracking(follower, sweep, paths, state, frame, export=workers.export if workers is not None else None)
     finally:
-        for workers in (pool, helper):
-            if workers is not None:
-                workers.close()
+        if workers is not None:
+            workers.close()
     write_state(paths, state)
     return frame
 
