@@ -26,6 +26,7 @@ PENDING_KEY = "_checkpoint"  # in an epoch's message: the checkpoint to commit o
 # cold cache makes a worker import it.
 PRELOAD = [
     "torch", "torch._dynamo", "trainables._registry", "trainables.loop", "regsweep._local_worker", "regsweep._ahead",
+    "regsweep._freeze_preloaded",  # last: freezes what the others made (see there)
 ]
 
 

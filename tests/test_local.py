@@ -391,6 +391,15 @@ def test_a_trainable_may_start_processes_of_its_own(tmp_path, write_spec):
     assert (ends["total"] == 4950.0).all()
 
 
+def test_workers_come_from_a_fork_server_whose_preloaded_objects_are_frozen(tmp_path, write_spec):
+    """The fork server freezes what it preloaded (torch, torch._dynamo: about 300,000 objects), so its exit after
+    `regsweep run` returns does not walk them (2 s of a core here), nor does a worker's collection."""
+    spec = write_spec({"name": "frozen", "trainable": "helpers.user_trainables:reports_frozen_objects",
+                       "search_space": {"x": {"grid": [1, 2]}}, "search": {"algorithm": "grid"}})
+    _, frame = run(spec, tmp_path, mlflow=False)
+    assert len(frame) == 2 and (frame["frozen"] > 100_000).all(), frame["frozen"].tolist()
+
+
 def test_a_trainable_module_beside_the_sweep_imports_from_a_console_script(tmp_path):
     """`trainable: mytrain:quad` with mytrain.py in the working directory: the `regsweep` console script's
     sys.path starts at its bin folder, not there. The launcher below is such a script, in a folder of its own."""

@@ -56,6 +56,13 @@ def reports_its_process(config):
            "pl_disable_fork": os.environ.get("PL_DISABLE_FORK", "unset")}
 
 
+def reports_frozen_objects(config):
+    """Reports how many objects the garbage collector of the trial's process holds frozen (gc.freeze)."""
+    import gc
+
+    yield {"epoch": 1, "val_acc": 0.5, "frozen": gc.get_freeze_count()}
+
+
 def fails_then_counts(config):
     """Counts its attempts in a file of `counter_dir`; fails its first `fail_times` attempts, then reports
     two epochs. mode 'raise' raises; mode 'die' ends its process abruptly (a crash it cannot report)."""
