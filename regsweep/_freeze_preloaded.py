@@ -3,9 +3,9 @@
 generation (`gc.freeze()`), which later collections skip.
 
 - The server's exit. The server outlives `regsweep run` by its own exit, and the interpreter's final collection
-  walked every object of torch and torch._dynamo: 1.75-1.95 s of one core after the command had returned, taken
-  from whatever the user ran next. Now 0.46-0.60 s (module teardown is what is left). The CLI freezes its own
-  objects at exit for the same reason.
+  walked every object of torch and torch._dynamo: 1.75-1.95 core-seconds after the command had returned, taken
+  from whatever the user ran next. Now 0.34-0.60 (module teardown is what is left; BENCHMARKS.md). The CLI
+  freezes its own objects at exit for the same reason.
 - The workers. They are forked from the server and share these objects with it, copy on write; a collection in a
   worker no longer walks them, nor writes to their pages.
 
