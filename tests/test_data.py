@@ -162,6 +162,24 @@ def test_a_trial_process_reads_the_prepared_digits_without_importing_scikit_lear
     assert sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "prepared").iterdir()) == ["digits", "split"]
 
 
+def test_the_prepared_arrays_keys_read_package_metadata_once_per_process(tmp_path, monkeypatch):
+    """Finding a distribution's metadata scans the import path (3 ms here), and every trial's split asks for
+    scikit-learn's version: read once per process."""
+    from importlib import metadata
+
+    from trainables.data import _prepared
+
+    monkeypatch.setenv("REGSWEEP_DATA", str(tmp_path))
+    _prepared.package_version.cache_clear()
+    reads, real = [], metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: reads.append(name) or real(name))
+    labels = np.repeat(np.arange(4), 10)
+    splits = [split_train_val(labels, 0.25, seed=seed)[1] for seed in (1, 2, 1)]
+    assert reads == ["scikit-learn"]
+    assert _prepared.package_version("scikit-learn") == real("scikit-learn")
+    np.testing.assert_array_equal(splits[0], splits[2])
+
+
 def test_prepared_arrays_equal_a_fresh_build_and_a_damaged_file_is_rebuilt(tmp_path, monkeypatch):
     from sklearn.model_selection import train_test_split
 
