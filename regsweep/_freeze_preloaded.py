@@ -7,7 +7,8 @@ generation (`gc.freeze()`), which later collections skip.
   from whatever the user ran next. Now 0.34-0.60 (module teardown is what is left; BENCHMARKS.md). The CLI
   freezes its own objects at exit for the same reason.
 - The workers. They are forked from the server and share these objects with it, copy on write; a collection in a
-  worker no longer walks them, nor writes to their pages.
+  worker no longer walks them, nor writes to their pages (what CPython's gc.freeze documentation advises for a
+  process that forks without exec).
 
 Nothing frozen here would be freed later anyway: these are modules and what they hold.
 """
