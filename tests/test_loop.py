@@ -9,6 +9,8 @@ import torch
 import trainables
 from trainables import CNNConfig, MLPConfig, Trial
 from trainables.loop._device import cpu_runs_bf16
+from trainables.loop._eval_rows import eval_rows
+from trainables.models import build_cnn
 
 # The CPU loop, bit for bit; tests/test_gpu.py covers a GPU (where float sums need `deterministic`).
 FAST = {"dataset": "digits", "epochs": 3, "batch_size": 128, "device": "cpu"}
@@ -120,6 +122,34 @@ def test_eval_test_reports_test_metrics_from_best_epoch():
     _, trial = run({**FAST, "eval_test": True})
     summary = trial.summary()
     assert 0.0 < summary["test_acc"] <= 1.0 and math.isfinite(summary["test_loss"])
+
+
+def rows_for(model, row_shape):
+    return eval_rows(model.eval(), torch.zeros(1, *row_shape))
+
+
+def test_evaluation_chunks_keep_the_widest_activation_within_16_mb():
+    wide = torch.nn.Sequential(torch.nn.Linear(8, 2**16), torch.nn.ReLU(), torch.nn.Linear(2**16, 2))
+    assert rows_for(wide, (8,)) == 64  # 2**22 values / 2**16 per row, the floor
+    assert rows_for(torch.nn.Linear(8, 2**14), (8,)) == 256
+    assert rows_for(torch.nn.Linear(8, 10), (8,)) == 2048  # the ceiling
+    cnn = build_cnn(CNNConfig(filters=32, layers=2), (1, 28, 28), 10)
+    assert rows_for(cnn, (1, 28, 28)) == 2**22 // (32 * 28 * 28) == 167  # the first block's 32 x 28 x 28
+    assert rows_for(build_cnn(CNNConfig(filters=32, layers=2), (1, 8, 8), 10), (1, 8, 8)) == 2048
+    assert not any(m._forward_hooks for m in cnn.modules())
+    assert eval_rows(cnn, torch.zeros(1, 1, 28, 28, device="meta")) == 2048  # off the CPU: no budget
+    with pytest.raises(ValueError, match="eval mode"):
+        eval_rows(cnn.train(), torch.zeros(1, 1, 28, 28))
+
+
+def test_a_cnn_on_28x28_images_validates_in_chunks_with_the_metrics_of_one_pass():
+    trial = Trial(CNNConfig(dataset="mnist_5k", filters=32, layers=2, device="cpu"))
+    chunked = trial.evaluate(trial.val_x, trial.val_y, "val")
+    rows = trial._eval_rows
+    assert rows == 167 and len(trial.val_y) > 4 * rows
+    trial._eval_rows = len(trial.val_y)
+    whole = trial.evaluate(trial.val_x, trial.val_y, "val")
+    assert chunked["acc"] == whole["acc"] and chunked["loss"] == pytest.approx(whole["loss"], rel=1e-5)
 
 
 def test_default_cnn_reaches_95_percent_on_digits():

@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from trainables._config import CNNConfig, TrainConfig
 from trainables.data import load_dataset, split_train_val
 from trainables.loop._device import cpu_runs_bf16, pick_device, use_deterministic_kernels
+from trainables.loop._eval_rows import eval_rows
 from trainables.models import build_model, count_parameters
-
-_EVAL_BATCH = 2048
 
 
 @dataclass
@@ -78,6 +77,7 @@ class Trial:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.bad_epochs = 0
         self.status = "running"
+        self._eval_rows: int | None = None  # rows per evaluation chunk, measured by the first evaluation
         self.stopped_by: str | None = None
 
     @classmethod
@@ -204,10 +204,13 @@ class Trial:
     def _classification_metrics(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         self.model.eval()
         loss_sum, correct = 0.0, 0
-        for start in range(0, len(y), _EVAL_BATCH):
+        if self._eval_rows is None:
+            self._eval_rows = eval_rows(self.model, x[:1])
+        rows = self._eval_rows
+        for start in range(0, len(y), rows):
             with self._autocast():
-                logits = self.model(x[start : start + _EVAL_BATCH]).float()
-            target = y[start : start + _EVAL_BATCH]
+                logits = self.model(x[start : start + rows]).float()
+            target = y[start : start + rows]
             loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
             correct += (logits.argmax(1) == target).sum().item()
         return loss_sum / len(y), correct / len(y)
