@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import torch
 
-# 16 MB of float32 in the widest activation of one chunk. Above this, a CPU evaluation pass of the 28x28 CNN
-# (32 filters: 100 KB per row) slowed down: glibc serves allocations over 32 MB with fresh pages, faulted in on
-# every pass, and its heap then returns to the OS the memory the next training steps reuse. Validating 800
-# rows took 0.38 s in one chunk of 2048 against 0.21 s in chunks of 128, and the training epoch that followed
-# faulted 70,000 pages against none (BENCHMARKS.md, session 28).
+# 16 MB of float32 in the widest activation of one chunk. Larger chunks slowed the CPU evaluation of the 28x28 CNN
+# (32 filters: 100 KB per row): glibc serves allocations over 32 MB with fresh pages, faulted in anew on every pass.
+# Validating 800 rows took 0.38 s in one chunk of 2048 (75,000 page faults) against 0.21 s in chunks of 128
+# (BENCHMARKS.md, session 28).
 _BUDGET_VALUES = 2**22
 MIN_ROWS, MAX_ROWS = 64, 2048
 
