@@ -16,6 +16,7 @@ from trainables._config import CNNConfig, TrainConfig
 from trainables.data import load_dataset, split_train_val
 from trainables.loop._device import cpu_runs_bf16, pick_device, use_deterministic_kernels
 from trainables.loop._eval_rows import eval_rows
+from trainables.loop._optim import make_optimizer, make_scheduler
 from trainables.models import build_model, count_parameters
 
 
@@ -68,8 +69,8 @@ class Trial:
         self.model = self.build_model(splits).to(self.device, memory_format=layout)
         self.params = count_parameters(self.model)
         self._penalised = [p for p in self.model.parameters() if p.dim() > 1]
-        self.optimizer = self._make_optimizer()
-        self.scheduler = self._make_scheduler()
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.scheduler = make_scheduler(cfg, self.optimizer)
         self.batch_order = torch.Generator().manual_seed(cfg.seed + 1)
 
         self.epoch = 0
@@ -114,28 +115,6 @@ class Trial:
     def as_tensor(self, array: Any) -> torch.Tensor:
         tensor = torch.as_tensor(array, device=self.device)
         return tensor.contiguous(memory_format=self.memory_format) if tensor.dim() == 4 else tensor
-
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        cfg, params = self.cfg, list(self.model.parameters())
-        if cfg.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        try:
-            # One fused kernel per step instead of a handful per parameter group: 2-4% faster epochs on
-            # this CPU, fewer kernel launches on a GPU.
-            return optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-        except (RuntimeError, TypeError):  # torch < 2.4 on the CPU, or a device without fused kernels
-            return optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-    def _make_scheduler(self) -> Any:
-        cfg, sched = self.cfg, torch.optim.lr_scheduler
-        if cfg.schedule == "cosine":
-            return sched.CosineAnnealingLR(self.optimizer, T_max=cfg.epochs)
-        if cfg.schedule == "exponential":
-            return sched.ExponentialLR(self.optimizer, gamma=cfg.lr_decay)
-        if cfg.schedule == "plateau":
-            return sched.ReduceLROnPlateau(self.optimizer, factor=cfg.lr_decay, patience=cfg.plateau_patience)
-        return None
 
     @property
     def finished(self) -> bool:
