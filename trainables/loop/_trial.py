@@ -106,6 +106,7 @@ class Trial:
                       data.train_y[val_idx], data.test_x, data.test_y, data.image_shape, data.num_classes)
 
     def build_model(self, splits: Splits) -> torch.nn.Module:
+        """The config's model for these splits' input shape and number of outputs (on the CPU)."""
         return build_model(self.cfg, splits.input_shape, splits.outputs)
 
     def batch_loss(self, outputs: torch.Tensor, target: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -113,11 +114,13 @@ class Trial:
         return F.cross_entropy(outputs.float(), target)
 
     def as_tensor(self, array: Any) -> torch.Tensor:
+        """`array` as a tensor on the trial's device, images in the trial's memory format."""
         tensor = torch.as_tensor(array, device=self.device)
         return tensor.contiguous(memory_format=self.memory_format) if tensor.dim() == 4 else tensor
 
     @property
     def finished(self) -> bool:
+        """Whether the trial has ended (completed, stopped early or diverged)."""
         return self.status != "running"
 
     def penalty(self) -> torch.Tensor:
