@@ -21,13 +21,10 @@ from regsweep._ahead import CHECKPOINT_FILE
 CHECKPOINT_FOLDER = "checkpoint_last"
 PENDING_FILE = "saving.pt"
 PENDING_KEY = "_checkpoint"  # in an epoch's message: the checkpoint to commit once the epoch is journaled
-# Imported once by the fork server; every worker starts with them loaded.
+# Imported once by the fork server, which every worker is forked from: torch, the trainables and this module.
 # Not scikit-learn: the datasets it prepares are read from the data cache (trainables.data), and only a
 # cold cache makes a worker import it.
-PRELOAD = [
-    "torch", "torch._dynamo", "trainables._registry", "trainables.loop", "regsweep._local_worker", "regsweep._ahead",
-    "regsweep._freeze_preloaded",  # last: freezes what the others made (see there)
-]
+PRELOAD = ["regsweep._preload", "regsweep._local_worker"]
 
 
 def start_fork_server() -> Any:

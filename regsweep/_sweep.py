@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from regsweep import _collector
 from regsweep._discard import discard_folder
 from regsweep._preflight import check_storage, preflight_config, preflight_data
 from regsweep._results import compact, delete_folder, holds_files, read_results
@@ -50,6 +51,12 @@ def _in_background(work: Callable[[], Any], name: str) -> Callable[[], Any]:
     return wait
 
 
+def _opened_while_starting(open_client: Callable[..., Any], *args: Any) -> Any:
+    """MLflow's import and store opening, with the garbage collector kept paused if the command's start paused it."""
+    with _collector.held():
+        return open_client(*args)
+
+
 def _beside_ray_start(sweep: Sweep, prepare: Callable[[], None]) -> None:
     """Run `prepare` in a thread while Ray starts on this one and is checked to fit a trial; raise the
     first error of either.
@@ -81,7 +88,7 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
 
     new_store = creates_store(sweep, state)
     # Importing MLflow and opening its store: 1.5 s on two cores, beside everything below.
-    client = (_in_background(lambda: open_client(sweep, state), "regsweep-open-mlflow")
+    client = (_in_background(lambda: _opened_while_starting(open_client, sweep, state), "regsweep-open-mlflow")
               if state.get("mlflow", True) else None)
     local = sweep.spec.resources.executor == "local"
     data_config = preflight_config(sweep) if check_data and sweep.builtin else None
@@ -132,6 +139,7 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
         # share one interpreter lock). The local executor's trials start without waiting for MLflow.
         follower = start_tracking(sweep, paths, state, client, wait=not local)
         write_state(paths, state)
+        _collector.release()  # the command's start is over (a no-op for a sweep started from Python)
         try:
             frame = run_stages(sweep, paths, state, restore, on_stage, workers if local else None, saved)
         except BaseException:

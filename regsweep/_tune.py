@@ -68,6 +68,7 @@ def run_trial(config: dict[str, Any], payload: TrialPayload) -> None:
         for metrics in load_user_trainable(payload.trainable)(full):
             tune.report({**metrics, **placement})
         return
+    import regsweep._preload  # noqa: F401  (the worker's first trial: torch imported with the collector paused)
     import trainables
 
     spec = trainables.get_trainable(payload.trainable)

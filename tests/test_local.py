@@ -205,11 +205,44 @@ def test_a_trainable_may_start_processes_of_its_own(tmp_path, write_spec):
 
 def test_workers_come_from_a_fork_server_whose_preloaded_objects_are_frozen(tmp_path, write_spec):
     """The fork server freezes what it preloaded (torch, torch._dynamo: about 300,000 objects), so its exit after
-    `regsweep run` returns does not walk them (2 s of a core here), nor does a worker's collection."""
+    `regsweep run` returns does not walk them (2 s of a core here), nor does a worker's collection. It imported
+    them with the collector paused, which is on again in the workers."""
     spec = write_spec({"name": "frozen", "trainable": "helpers.user_trainables:reports_frozen_objects",
                        "search_space": {"x": {"grid": [1, 2]}}, "search": {"algorithm": "grid"}})
     _, frame = run(spec, tmp_path, mlflow=False)
     assert len(frame) == 2 and (frame["frozen"] > 100_000).all(), frame["frozen"].tolist()
+    assert (frame["collecting"] == 1.0).all()
+
+
+def test_the_commands_start_runs_no_collection_and_ends_frozen_with_the_collector_on(tmp_path, write_spec):
+    """`regsweep run` (a process of its own: main() without arguments) pauses the garbage collector while it
+    starts, MLflow's store opening on its thread included; unpaused, that start ran hundreds of collections, five
+    of them full. The first collection after it finds the start's objects frozen."""
+    spec = write_spec({
+        "name": "paused", "trainable": "mlp", "dataset": "digits", "fixed": {"epochs": 2, "hidden": [8]},
+        "search_space": {"dropout": {"grid": [0.0, 0.2, 0.4]}}, "search": {"algorithm": "grid"},
+        "resources": {"executor": "local"},
+    })
+    code = ("import gc, sys\nif __name__ == '__main__':\n"
+            "    from regsweep.cli import main\n"
+            "    seen = []\n"
+            "    gc.callbacks.append(lambda phase, info: seen.append((info['generation'], gc.get_freeze_count(),\n"
+            "                                                        'mlflow' in sys.modules))\n"
+            "                        if phase == 'start' else None)\n"
+            f"    sys.argv = ['regsweep', 'run', {str(spec)!r}, '--results', 'results']\n"
+            "    code = main()\n"
+            "    print('collections:', seen)\n"
+            "    sys.exit(code)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    seen = eval(done.stdout.split("collections: ")[1])
+    # Before the pause, parsing the command line may take a young collection or two; none after, until the end.
+    before = [generation for generation, frozen, _ in seen if frozen == 0]
+    assert len(before) <= 3 and 2 not in before, before
+    after = [(frozen, mlflow) for generation, frozen, mlflow in seen if frozen > 0]
+    assert after, "the collector is on again once the trials run"
+    assert after[0][0] > 100_000 and after[0][1], "MLflow, Optuna and pandas were imported in the start, then frozen"
+    assert "sweep paused: 3 trials completed 3" in done.stdout
 
 
 def test_a_trainable_module_beside_the_sweep_imports_from_a_console_script(tmp_path):

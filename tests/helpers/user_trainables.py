@@ -57,10 +57,11 @@ def reports_its_process(config):
 
 
 def reports_frozen_objects(config):
-    """Reports how many objects the garbage collector of the trial's process holds frozen (gc.freeze)."""
+    """Reports how many objects the garbage collector of the trial's process holds frozen (gc.freeze), and
+    whether the collector is on (1.0) or off (0.0)."""
     import gc
 
-    yield {"epoch": 1, "val_acc": 0.5, "frozen": gc.get_freeze_count()}
+    yield {"epoch": 1, "val_acc": 0.5, "frozen": gc.get_freeze_count(), "collecting": float(gc.isenabled())}
 
 
 def fails_then_counts(config):
