@@ -65,7 +65,8 @@ def test_the_preload_imports_torch_once_with_the_collector_paused_then_frozen():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     collections, enabled, frozen, dynamo = done.stdout.split()
-    assert (int(collections), enabled, frozen, dynamo) == (0, "True", "True", "True")
+    # Hundreds with the collector on; importing the regsweep package itself (before the pause) might take one.
+    assert int(collections) <= 1 and (enabled, frozen, dynamo) == ("True", "True", "True"), done.stdout
 
 
 def test_the_commands_end_ends_every_hold_left():
