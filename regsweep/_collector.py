@@ -5,7 +5,8 @@ are made, the collector's full collections walk them again and again: in the dri
 MLflow, five full collections took 0.8 s of CPU and the younger generations 0.45 s more; in the workers' fork
 server, torch's and torch._dynamo's imports take 0.5-1 s longer with the collector on (BENCHMARKS.md). On two cores
 that CPU is taken from trials. So the processes regsweep owns (the `regsweep run` and `regsweep resume` commands,
-the workers' fork server) `pause()` the collector as they start and `release()` it once started; a thread that
+the workers' fork server, a Ray worker until its first trial has imported torch: `regsweep._preload`) `pause()` the
+collector as they start and `release()` it once started (`finish()` at a command's end); a thread that
 imports beside the start (MLflow's store opens on one) holds the pause until it is done (`held()`). The last
 release freezes what was made (`gc.freeze()`: later collections skip it, and none of it would be freed anyway),
 then turns the collector back on: the pattern CPython's gc documentation gives for a process that forks workers.
