@@ -51,12 +51,6 @@ def _in_background(work: Callable[[], Any], name: str) -> Callable[[], Any]:
     return wait
 
 
-def _opened_while_starting(open_client: Callable[..., Any], *args: Any) -> Any:
-    """MLflow's import and store opening, with the garbage collector kept paused if the command's start paused it."""
-    with _collector.held():
-        return open_client(*args)
-
-
 def _beside_ray_start(sweep: Sweep, prepare: Callable[[], None]) -> None:
     """Run `prepare` in a thread while Ray starts on this one and is checked to fit a trial; raise the
     first error of either.
@@ -88,7 +82,7 @@ def execute(sweep: Sweep, paths: SweepPaths, state: dict[str, Any], restore: boo
 
     new_store = creates_store(sweep, state)
     # Importing MLflow and opening its store: 1.5 s on two cores, beside everything below.
-    client = (_in_background(lambda: _opened_while_starting(open_client, sweep, state), "regsweep-open-mlflow")
+    client = (_in_background(lambda: open_client(sweep, state), "regsweep-open-mlflow")
               if state.get("mlflow", True) else None)
     local = sweep.spec.resources.executor == "local"
     data_config = preflight_config(sweep) if check_data and sweep.builtin else None

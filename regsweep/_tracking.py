@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
+from regsweep import _collector
 from regsweep._aggregate import best_trial, config_params, param_columns, sweep_summary
 from regsweep._ahead import CHECKPOINT_FILE
 from regsweep._follower import JournalFollower
@@ -60,11 +61,13 @@ def _open_parent(sync: MlflowSync, sweep: Sweep, paths: Any, state: dict[str, An
 def open_client(sweep: Sweep, state: dict[str, Any]) -> MlflowSync | None:
     """The sweep's MLflow client, with its store opened (half a second on sqlite, more for a new
     database), so it can be built while the workers start; it creates no run. None when tracking is off
-    or the client cannot be built (the follower then tries again and says why)."""
+    or the client cannot be built (the follower then tries again and says why). MLflow's import is part of
+    the command's start: the garbage collector stays paused for it if the start paused it."""
     if not state.get("mlflow", True):
         return None
     try:
-        return _sync_for(sweep, state["name"])
+        with _collector.held():
+            return _sync_for(sweep, state["name"])
     except Exception:  # reported by the follower
         return None
 
